@@ -1,0 +1,5 @@
+"""``python -m grammar_engine`` runs the command line."""
+
+from .cli import main
+
+raise SystemExit(main())
