@@ -179,23 +179,41 @@ def count_derivations(
     productive = productive_symbols(table)
     live = reachable & productive
     infinite = bool(_cyclic_symbols(table, live))
-    height = depth_bound if infinite else len(table.by_origin) + 1
+
+    def total(origin: str, counts: dict[str, int]) -> int:
+        result = 0
+        for exp in table.by_origin[origin]:
+            product = 1
+            for child in exp.children:
+                product *= counts.get(child, 0)
+                if not product:
+                    break
+            result += product
+        return result
+
     current: dict[str, int] = {t: 1 for t in table.terminals}
-    for _ in range(height):
-        nxt: dict[str, int] = {t: 1 for t in table.terminals}
-        for origin, exps in table.by_origin.items():
-            total = 0
-            for exp in exps:
-                product = 1
-                for child in exp.children:
-                    product *= current.get(child, 0)
-                    if not product:
-                        break
-                total += product
-            nxt[origin] = total
-        if nxt == current:
-            break
-        current = nxt
+    if not infinite:
+        # one pass in dependency order gives the exact counts
+        deps = nx.DiGraph()
+        deps.add_nodes_from(table.by_origin)
+        for exp in table.expansions:
+            for child in exp.children:
+                if child in table.by_origin and child != exp.origin:
+                    deps.add_edge(exp.origin, child)
+        try:
+            order = list(reversed(list(nx.topological_sort(deps))))
+        except nx.NetworkXUnfeasible:  # cycles among unreachable rules: count them as zero
+            order = [n for n in reversed(list(nx.topological_sort(deps.subgraph(live)))) ]
+        for origin in order:
+            current[origin] = total(origin, current)
+    else:
+        for _ in range(depth_bound):
+            nxt: dict[str, int] = {t: 1 for t in table.terminals}
+            for origin in table.by_origin:
+                nxt[origin] = total(origin, current)
+            if nxt == current:
+                break
+            current = nxt
     wanted = list(symbols) if symbols is not None else list(table.by_origin)
     return {s: current.get(s, 0) for s in wanted}, infinite
 

@@ -163,7 +163,13 @@ class _Extractor:
         if kind.is_list:
             texts = [self.node_text(p) for p in parts] or [self.node_text(slot.node)]
             return [convert(kind, "", enum=enum, lexicon=self.lexicon, items=texts)]
-        text = self.node_text(parts[0]) if parts and isinstance(parts[0], Tree) else self.node_text(slot.node)
+        if parts and isinstance(parts[0], Tree):
+            text = self.node_text(parts[0])
+        elif parts:  # regex tokens only: the span from the first to the last
+            first, last = parts[0], parts[-1]
+            text = self.text[first.start_pos:last.end_pos] if first.start_pos is not None else str(first)
+        else:
+            text = self.node_text(slot.node)
         return [convert(kind, text, enum=enum, lexicon=self.lexicon)]
 
     def resolve_ref(self, arg: str, kind: ValueKind, done: list[dict[str, Any]]) -> Any:

@@ -119,7 +119,8 @@ def parse_number(text: str) -> int | float:
     if match:
         value = float(match["num"].replace(",", ""))
         if match["exp"]:
-            value *= 10 ** int(match["exp"])
+            exponent = int(match["exp"])
+            value = value * 10.0**exponent if abs(exponent) < 300 else math.inf
         if match["suffix"]:
             value *= _SUFFIXES[match["suffix"].lower()]
         if match["sign"] == "-":
