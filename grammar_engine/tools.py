@@ -26,6 +26,7 @@ replaced by that argument's value (``"obs:{groupby}"``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -139,6 +140,7 @@ class ToolSchema:
     parameters: Mapping[str, Any]
     requires: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
+    forbids: tuple[str, ...] = ()
     location: Location | None = None
 
     @property
@@ -246,6 +248,7 @@ class ToolRegistry:
                 parameters=params,
                 requires=tuple(entry.get("requires", ())),
                 provides=tuple(entry.get("provides", ())),
+                forbids=tuple(entry.get("forbids", ())),
                 location=loc,
             )
         values = data.get("values", {})
@@ -358,27 +361,51 @@ class ToolRegistry:
 
     @staticmethod
     def _facts(templates: Iterable[str], args: Mapping[str, Any]) -> list[str]:
+        """Fill ``{arg}`` in fact templates; a list argument gives one fact per item."""
         facts = []
         for template in templates:
-            try:
-                facts.append(template.format(**{k: v for k, v in args.items()}))
-            except (KeyError, IndexError):
+            names = re.findall(r"{(\w+)}", template)
+            if any(name not in args or args[name] is None for name in names):
                 continue  # the fact names an argument the call leaves out
+            choices = [args[n] if isinstance(args[n], list) else [args[n]] for n in names]
+            for combo in itertools.product(*choices):
+                facts.append(template.format(**dict(zip(names, combo))))
         return facts
+
+    def _with_defaults(self, tool: ToolSchema, args: Mapping[str, Any]) -> dict[str, Any]:
+        full = {name: spec.default for name, spec in tool.arguments.items() if spec.has_default}
+        full.update({k: v for k, v in args.items() if v is not None})
+        return full
 
     def sequence_problems(
         self, calls: Iterable[Mapping[str, Any]], state: Iterable[str] | None = None
     ) -> list[str]:
-        """Every precondition a call list violates, given the facts true before it starts."""
+        """Every precondition a call list violates, given the facts true before it starts.
+
+        A tool ``requires`` facts that must hold, ``forbids`` facts that must not, and then
+        ``provides`` facts; templates are filled from the call's arguments with schema defaults.
+        """
         facts = set(self.initial_state if state is None else state)
         problems = []
         for position, call in enumerate(calls):
             tool = self.tools.get(call.get("name", ""))
             if tool is None:
                 continue
-            args = call.get("arguments") or {}
+            args = self._with_defaults(tool, call.get("arguments") or {})
             for fact in self._facts(tool.requires, args):
                 if fact not in facts:
                     problems.append(f"call {position + 1} ({tool.name}) needs {fact!r} first")
+            for fact in self._facts(tool.forbids, args):
+                if fact in facts:
+                    problems.append(f"call {position + 1} ({tool.name}) cannot follow {fact!r}")
             facts.update(self._facts(tool.provides, args))
         return problems
+
+    def state_after(self, calls: Iterable[Mapping[str, Any]], state: Iterable[str] | None = None) -> set[str]:
+        """The facts true after ``calls`` run (preconditions not checked)."""
+        facts = set(self.initial_state if state is None else state)
+        for call in calls:
+            tool = self.tools.get(call.get("name", ""))
+            if tool is not None:
+                facts.update(self._facts(tool.provides, self._with_defaults(tool, call.get("arguments") or {})))
+        return facts
