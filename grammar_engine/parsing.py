@@ -149,6 +149,8 @@ class _Extractor:
         kind_of = slot.typed.kind
         if kind_of is SlotKind.CONST:
             text = const_literal_text(slot.typed.value or "", kind in (ValueKind.INT, ValueKind.NUMBER))
+            if kind.item_kind is ValueKind.STR:  # rule names are lower case: restore a known value's case
+                text = self.tools.known_value(text) or text
             if kind.is_list:
                 return [[convert(kind.item_kind, text, enum=enum, lexicon=self.lexicon)]]
             return [convert(kind, text, enum=enum, lexicon=self.lexicon)]
@@ -190,13 +192,23 @@ class _Extractor:
                 raise ValueConversionError(
                     f"slot {item.typed.name} ({self.node_text(item.node)!r}) is not inside any call"
                 )
+            schema = self.tools.tools.get(item.tool)
             choices: list[tuple[str, list[Any]]] = []
-            seen: set[str] = set()
+            position: dict[str, int] = {}
             for slot in item.slots:
-                if slot.typed.target in seen:
-                    continue  # the call's own slot wins over one shared by a group
-                seen.add(slot.typed.target)
-                choices.append((slot.typed.target, self.slot_values(item.tool, slot, done)))
+                target = slot.typed.target
+                if target not in position:
+                    position[target] = len(choices)
+                    choices.append((target, self.slot_values(item.tool, slot, done)))
+                    continue
+                # a second slot for a list argument adds its items ("mito and ribo" -> ["mt", "ribo"]);
+                # for any other argument the first slot wins
+                spec = schema.arguments.get(target) if schema else None
+                earlier = choices[position[target]][1]
+                if spec is not None and spec.kind.is_list and slot.typed.kind is not SlotKind.EACH and len(earlier) == 1:
+                    (more,) = self.slot_values(item.tool, slot, done)[:1] or [[]]
+                    merged = list(earlier[0]) + [v for v in more if v not in earlier[0]]
+                    choices[position[target]] = (target, [merged])
             names = [name for name, _ in choices]
             for combo in itertools.product(*(values for _, values in choices)):
                 call = {"name": item.tool, "arguments": dict(zip(names, combo))}

@@ -296,6 +296,15 @@ class ToolRegistry:
     def __len__(self) -> int:
         return len(self.tools)
 
+    def known_value(self, text: str) -> str | None:
+        """The value-source entry equal to ``text`` ignoring case (``s_score`` -> ``S_score``), or None."""
+        folded = text.lower()
+        for values in self.value_sources.values():
+            for value in values:
+                if value.lower() == folded:
+                    return value
+        return None
+
     def function_definitions(self) -> list[dict[str, Any]]:
         """Every tool as a chat-template function definition, in schema order."""
         return [tool.function_definition() for tool in self.tools.values()]

@@ -11,6 +11,7 @@ import csv
 import math
 import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -117,12 +118,14 @@ def parse_number(text: str) -> int | float:
     raw = text.strip()
     match = _DIGITS_RE.match(raw)
     if match:
-        value = float(match["num"].replace(",", ""))
+        # Decimal keeps "2.9k" at exactly 2900 (float arithmetic gives 2900.0000000000005)
+        exact = Decimal(match["num"].replace(",", ""))
         if match["exp"]:
             exponent = int(match["exp"])
-            value = value * 10.0**exponent if abs(exponent) < 300 else math.inf
+            exact = exact.scaleb(exponent) if abs(exponent) < 300 else Decimal("Infinity")
         if match["suffix"]:
-            value *= _SUFFIXES[match["suffix"].lower()]
+            exact *= _SUFFIXES[match["suffix"].lower()]
+        value = float(exact)
         if match["sign"] == "-":
             value = -value
         if math.isfinite(value):
