@@ -1,0 +1,308 @@
+"""The coverage-guided strategy: generation that prefers what has not been produced yet.
+
+:class:`CoverageChooser` steers toward the targets of :mod:`grammar_engine.coverage`: at each
+nonterminal, an uncovered expansion or 2-path first, then the expansion under which the most
+uncovered targets remain (counted per child, through children that cannot lead back to the same
+rule, so a hub rule is not preferred for reaching everything), an uncovered tool pair after the
+previous call, uncovered enum values and range edges for the slot values (through the value
+sources' ``prefer``). A repetition (``x: x item``) is taken while it still reaches uncovered
+targets, at most ``max_repeat`` times in a row; past ``max_size`` expansions in one derivation,
+or once nothing it steers toward is left, the fallback strategy (``weighted`` by default) chooses.
+Coverage is committed only when a sample is accepted; a target among the new ones of three
+rejected derivations is given up.
+
+Registered as ``sample(..., strategy="coverage")``; options ``fallback``, ``targets`` (kinds to
+steer toward), ``max_repeat``, ``max_size``. Its samples are longer than the weighted sampler's
+while targets remain, by design.
+"""
+
+from __future__ import annotations
+
+import random
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+from .coverage import TargetKind, coverage_targets, sample_targets
+from .errors import InvalidArgument
+from .gen_tables import gen_tables
+from .generation import Chooser, DNode
+from .sampling import Sample, SamplingStrategy, _strategy_factory, register_strategy
+
+if TYPE_CHECKING:
+    from .grammar import Grammar
+
+__all__ = ["CoverageChooser"]
+
+
+class CoverageChooser(Chooser):
+    """Choose what covers new targets (see the module docstring); ``fallback`` chooses otherwise."""
+
+    def __init__(self, grammar: Grammar, fallback: Chooser, *, max_repeat: int = 8, max_size: int = 48,
+                 kinds: Iterable[TargetKind | str] | None = None) -> None:
+        self.grammar = grammar
+        self.fallback = fallback
+        self.max_repeat = max_repeat
+        self.max_size = max_size
+        t = gen_tables(grammar)
+        self.t = t
+        targets = coverage_targets(grammar)
+        self.targets = targets
+        wanted = {TargetKind(k) for k in kinds} if kinds is not None else set(TargetKind)
+        self.kinds = wanted
+        static = _static_tables(grammar, TargetKind.PATH2 in wanted)
+        self.path_ids = static["path_ids"]
+        self.own_paths = static["own_paths"]
+        self.user_bits = user_bits = static["user_bits"]
+        self.sym_reach, self.sym_preach = static["sym_reach"], static["sym_preach"]
+        self.recursive, self.outward = static["recursive"], static["outward"]
+        self.unc_exp = sum(user_bits) if TargetKind.EXPANSION in wanted else 0
+        self.unc_path = (1 << len(self.path_ids)) - 1
+        tools = list(grammar.tools.tools)
+        self.tool_index = t.tool_index
+        self.tools = tools
+        pair_targets = targets.by_kind[TargetKind.TOOL_PAIR] if TargetKind.TOOL_PAIR in wanted else frozenset()
+        self.unc_pair = {a: 0 for a in tools}
+        for a, b in pair_targets:
+            self.unc_pair[a] |= 1 << t.tool_index[b]
+        self.unc_values: dict[tuple[str, str], list[Any]] = {}
+        if TargetKind.ENUM_VALUE in wanted:
+            for tool, arg, value in sorted(targets.by_kind[TargetKind.ENUM_VALUE], key=repr):
+                self.unc_values.setdefault((tool, arg), []).append(value)
+        if TargetKind.RANGE_EDGE in wanted:
+            for tool, arg, edge in sorted(targets.by_kind[TargetKind.RANGE_EDGE]):
+                spec = grammar.tools[tool].arguments[arg]
+                self.unc_values.setdefault((tool, arg), []).append(spec.minimum if edge == "min" else spec.maximum)
+        self._strikes: dict[str, tuple[int, int]] = {}
+        self.begin()
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """Whether nothing this chooser steers toward is left uncovered."""
+        return not (self.unc_exp or self.unc_path or any(self.unc_pair.values()) or self.unc_values)
+
+    def begin(self) -> None:
+        """Start a derivation: forget what the last (unaccepted) one covered tentatively."""
+        self.cur_exp = 0
+        self.cur_path = 0
+        self.last_tool: str | None = None
+        self.chain: tuple[str, int] = ("", 0)
+        self.size = 0
+
+    def accept(self, sample: Sample) -> None:
+        """Commit what an accepted sample covers."""
+        found = sample_targets(self.grammar, sample)
+        for e in found[TargetKind.EXPANSION]:
+            self.unc_exp &= ~self.user_bits[e]
+        for p in found[TargetKind.PATH2]:
+            i = self.path_ids.get(p)
+            if i is not None:
+                self.unc_path &= ~(1 << i)
+        for a, b in found[TargetKind.TOOL_PAIR]:
+            if a in self.unc_pair and b in self.tool_index:
+                self.unc_pair[a] &= ~(1 << self.tool_index[b])
+        for tool, arg, value in found[TargetKind.ENUM_VALUE]:
+            self._drop_value(tool, arg, value)
+        for tool, arg, edge in found[TargetKind.RANGE_EDGE]:
+            spec = self.grammar.tools[tool].arguments[arg]
+            self._drop_value(tool, arg, spec.minimum if edge == "min" else spec.maximum)
+        self.begin()
+
+    def reject(self) -> None:
+        """Drop what a rejected derivation covered tentatively.
+
+        A target that was among the new ones of three rejected derivations is given up (no longer
+        steered toward; it still counts if a sample covers it): some targets can only be reached
+        by instructions that cannot be valid (a sign-off that normalization strips, a call whose
+        preconditions the grammar cannot set up around it).
+        """
+        for name in ("exp", "path"):
+            fresh = getattr(self, f"cur_{name}") & getattr(self, f"unc_{name}")
+            first, second = self._strikes.get(name, (0, 0))
+            give_up = second & fresh
+            self._strikes[name] = (first | fresh, second | (first & fresh))
+            if give_up:
+                setattr(self, f"unc_{name}", getattr(self, f"unc_{name}") & ~give_up)
+        self.begin()
+
+    def _drop_value(self, tool: str, arg: str, value: Any) -> None:
+        values = self.unc_values.get((tool, arg))
+        if values is None:
+            return
+        kept = [v for v in values if not (v == value and isinstance(v, bool) == isinstance(value, bool))]
+        if kept:
+            self.unc_values[(tool, arg)] = kept
+        else:
+            del self.unc_values[(tool, arg)]
+
+    # -- the Chooser interface --------------------------------------------------------------------------
+
+    def note(self, exp: int, parent: int) -> None:
+        self.size += 1
+        self.cur_exp |= self.user_bits[exp]
+        if parent >= 0 and self.path_ids:
+            i = self.path_ids.get((parent, exp))
+            if i is not None:
+                self.cur_path |= 1 << i
+
+    def note_tool(self, tool: str) -> None:
+        self.last_tool = tool
+
+    def prefer(self, tool: str | None, argument: str | None) -> tuple[Any, ...]:
+        if tool is None or argument is None:
+            return ()
+        return tuple(self.unc_values.get((tool, argument), ()))
+
+    def choose(self, symbol: str, candidates: Sequence[int], full: bool, parent: int, rng: random.Random) -> int:
+        unc_exp = self.unc_exp & ~self.cur_exp
+        unc_path = self.unc_path & ~self.cur_path
+        pair = self.unc_pair.get(self.last_tool, 0) if self.last_tool is not None else 0
+        if not (unc_exp or unc_path or pair):
+            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        t = self.t
+        recursive = self.recursive
+        if self.size >= self.max_size:  # big enough: the rest is drawn as the fallback would
+            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        chain_symbol, chain_len = self.chain
+        may_repeat = self.size < self.max_size and not (chain_symbol == symbol and chain_len >= self.max_repeat)
+        best: list[int] = []
+        best_key: tuple[int, int, int, int] = (0, 0, 0, 0)
+        sym_reach, sym_preach, user_bits = self.sym_reach, self.sym_preach, self.user_bits
+        for e in candidates:
+            x = t.exps[e]
+            primary = 2 if user_bits[e] & unc_exp else 0
+            if parent >= 0 and x.user and self.path_ids:
+                i = self.path_ids.get((parent, e))
+                if i is not None and (unc_path >> i) & 1:
+                    primary += 1
+            if pair and t.tool_bits[e] & pair:
+                primary += 1
+            # targets reachable below, counted per child (two children reaching a target can cover
+            # two of them), through children that cannot lead back here (no nesting for reach)
+            reach_exp = 0
+            reach_path = (self.own_paths[e] & unc_path).bit_count()
+            for child in self.outward[e]:
+                reach_exp += (sym_reach.get(child, 0) & unc_exp).bit_count()
+                reach_path += (sym_preach.get(child, 0) & unc_path).bit_count()
+            bonus = 1 if symbol in x.children and may_repeat and (reach_exp or reach_path) else 0
+            key = (primary, reach_exp, reach_path, bonus)
+            if key > best_key:
+                best_key, best = key, [e]
+            elif key == best_key and key != (0, 0, 0, 0):
+                best.append(e)
+        if not best:
+            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        choice = best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
+        repeats = symbol in t.exps[choice].children
+        self.chain = (symbol, chain_len + 1 if chain_symbol == symbol and repeats else (1 if repeats else 0))
+        return choice
+
+    def choose_form(self, entries: Sequence[tuple[str, DNode, tuple[int, ...]]], parent: int, rng: random.Random) -> int:
+        unc = self.unc_exp & ~self.cur_exp
+        if unc:
+            scores = [sum(1 for e in used if self.user_bits[e] & unc) for _text, _node, used in entries]
+            top = max(scores)
+            if top > 0:
+                best = [k for k, s in enumerate(scores) if s == top]
+                return best[int(rng.random() * len(best))]
+        return self.fallback.choose_form(entries, parent, rng)
+
+
+_STATIC: weakref.WeakKeyDictionary[Any, dict[bool, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _static_tables(grammar: Grammar, with_paths: bool) -> dict[str, Any]:
+    """The per-grammar bit masks of the coverage strategy (built once, shared by every chooser)."""
+    slot = _STATIC.setdefault(grammar, {})
+    if with_paths in slot:
+        return slot[with_paths]
+    t = gen_tables(grammar)
+    targets = coverage_targets(grammar)
+    # bit masks: expansions by index, 2-paths by position in sorted order
+    path_ids = {p: i for i, p in enumerate(sorted(targets.by_kind[TargetKind.PATH2]))} if with_paths else {}
+    n = len(t.exps)
+    own_paths = [0] * n
+    for (p, _c), i in path_ids.items():
+        own_paths[p] |= 1 << i
+    user_bits = [(1 << e) if t.exps[e].user and e in targets.user else 0 for e in range(n)]
+    _reach, sym_reach = _propagate(t, user_bits)
+    _preach, sym_preach = _propagate(t, own_paths)
+    recursive, outward = _recursive_expansions(t)
+    slot[with_paths] = {"path_ids": path_ids, "own_paths": own_paths, "user_bits": user_bits, "sym_reach": sym_reach,
+                        "sym_preach": sym_preach, "recursive": recursive, "outward": outward}
+    return slot[with_paths]
+
+
+def _recursive_expansions(t: Any) -> tuple[list[bool], list[tuple[str, ...]]]:
+    """Per expansion: whether a child can derive its nonterminal again, and the children that cannot."""
+    graph = nx.DiGraph()
+    for symbol, exps in t.alts.items():
+        graph.add_node(symbol)
+        for e in exps:
+            for child, term in zip(t.exps[e].children, t.exps[e].is_term):
+                if not term and child in t.alts:
+                    graph.add_edge(symbol, child)
+    component: dict[str, int] = {}
+    for k, members in enumerate(nx.strongly_connected_components(graph)):
+        for m in members:
+            component[m] = k
+    recursive = [False] * len(t.exps)
+    outward: list[tuple[str, ...]] = [()] * len(t.exps)
+    for symbol, exps in t.alts.items():
+        for e in exps:
+            kids = [c for c, term in zip(t.exps[e].children, t.exps[e].is_term) if not term and c in t.alts]
+            inward = [c for c in kids if component[c] == component[symbol]]
+            recursive[e] = bool(inward)
+            outward[e] = tuple(dict.fromkeys(c for c in kids if component[c] != component[symbol]))
+    return recursive, outward
+
+
+def _propagate(t: Any, own: list[int]) -> tuple[list[int], dict[str, int]]:
+    """OR ``own`` bits upward: per expansion and per symbol, the bits of everything derivable below.
+
+    Symbols are processed children first (strongly connected components of the rule graph in
+    reverse topological order), iterating to a fixed point inside each component.
+    """
+    graph = nx.DiGraph()
+    for symbol, exps in t.alts.items():
+        graph.add_node(symbol)
+        for e in exps:
+            for child, term in zip(t.exps[e].children, t.exps[e].is_term):
+                if not term and child in t.alts:
+                    graph.add_edge(symbol, child)
+    per_exp = list(own)
+    per_sym: dict[str, int] = {}
+    condensed = nx.condensation(graph)
+    for comp in reversed(list(nx.topological_sort(condensed))):
+        members = condensed.nodes[comp]["members"]
+        changed = True
+        while changed:
+            changed = False
+            for symbol in members:
+                acc = per_sym.get(symbol, 0)
+                for e in t.alts[symbol]:
+                    bits = own[e]
+                    for child, term in zip(t.exps[e].children, t.exps[e].is_term):
+                        if not term:
+                            bits |= per_sym.get(child, 0)
+                    per_exp[e] = bits
+                    acc |= bits
+                if acc != per_sym.get(symbol, 0):
+                    per_sym[symbol] = acc
+                    changed = len(members) > 1
+    return per_exp, per_sym
+
+
+def _coverage_factory(grammar: Grammar, *, fallback: str = SamplingStrategy.WEIGHTED.value, targets: Any = None,
+                      max_repeat: int = 8, max_size: int = 48, **options: Any) -> Chooser:
+    if fallback == SamplingStrategy.COVERAGE.value:
+        raise InvalidArgument("the coverage strategy cannot fall back on itself; use 'weighted' or 'uniform'")
+    base = _strategy_factory(fallback)(grammar, **options)
+    return CoverageChooser(grammar, base, max_repeat=max_repeat, max_size=max_size, kinds=targets)
+
+
+register_strategy(SamplingStrategy.COVERAGE, _coverage_factory)

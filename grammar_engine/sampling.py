@@ -1,0 +1,442 @@
+"""Samplers: new instructions from a grammar, with their calls right by construction and verified.
+
+:func:`sample` is a lazy stream of :class:`Sample` objects. A strategy decides which expansion to
+take at each nonterminal (the rest, from depth budgets to value rendering, is
+:mod:`grammar_engine.generation`):
+
+``uniform``
+    Every allowed expansion of a nonterminal is equally likely: the baseline.
+``weighted``
+    Each expansion has a probability learned from the recorded instructions of the domain: the
+    number of times their parses used it plus ``alpha`` (add-alpha smoothing, so an expansion no
+    recording used still appears), normalized per nonterminal. A comment
+    ``//! weight <origin>#<k> = <w>`` in the grammar file replaces the smoothed count of expansion
+    ``<origin>#<k>`` (the expansion ids of :attr:`Grammar.graph`). ``temperature`` reshapes the
+    probabilities as ``p ** (1 / temperature)``: 1 keeps the learned ones, larger values move toward
+    uniform (``math.inf`` is uniform), 0 always takes the most probable allowed expansion.
+``coverage``
+    Prefers what has not been produced yet (see :mod:`grammar_engine.coverage`).
+
+Every sample is checked before it is yielded: its calls are read off the generated tree and fit
+the tool schemas, the call sequence satisfies the tools' preconditions, and the text parses back to
+exactly those calls (:mod:`grammar_engine.verification`). A sample that fails is never yielded; it
+is counted by reason in :attr:`SampleStream.report`, and generation retries (at most
+``max_attempts`` times per sample, then :class:`~grammar_engine.errors.SamplingError`).
+
+:func:`near` replays a parsed instruction and resamples one subtree at a time.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from lark import Tree
+
+from .errors import InstructionParseError, InvalidArgument, SamplingError
+from .generation import FREE, Chooser, Derivation, DNode, Generator, derivation_of_parse, gen_tables
+from .grammar import MAX_INSTRUCTION_CHARS, normalize_instruction
+from .verification import Verifier, VerifyMode, verifier_for
+from .weights import (  # re-exported: the weighted and uniform strategies live there
+    ExpansionWeights,
+    UniformChooser,
+    WeightedChooser,
+    expansion_weights,
+    weight_overrides,
+)
+
+if TYPE_CHECKING:
+    from .grammar import Grammar
+
+__all__ = [
+    "ExpansionWeights",
+    "Sample",
+    "SampleStream",
+    "SamplingReport",
+    "SamplingStrategy",
+    "UniformChooser",
+    "WeightedChooser",
+    "expansion_weights",
+    "near",
+    "register_strategy",
+    "sample",
+    "verifier_for",
+    "weight_overrides",
+]
+
+
+
+class SamplingStrategy(str, Enum):
+    """The built-in sampling strategies (``--strategy`` on the command line)."""
+
+    WEIGHTED = "weighted"
+    COVERAGE = "coverage"
+    UNIFORM = "uniform"
+
+
+StrategyFactory = Callable[..., Chooser]
+"""``factory(grammar, **options) -> Chooser``; options are those :func:`sample` passes on."""
+
+_STRATEGIES: dict[str, StrategyFactory] = {}
+
+
+def register_strategy(name: SamplingStrategy | str, factory: StrategyFactory) -> None:
+    """Register a strategy under ``name``; a duplicate name raises :class:`InvalidArgument`."""
+    key = name.value if isinstance(name, SamplingStrategy) else str(name)
+    if key in _STRATEGIES:
+        raise InvalidArgument(f"sampling strategy {key!r} is already registered")
+    _STRATEGIES[key] = factory
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated instruction with its calls and its derivation.
+
+    Attributes
+    ----------
+    instruction
+        The instruction text (already normalized: :func:`grammar_engine.grammar.normalize_instruction`
+        leaves it unchanged).
+    calls
+        Its tool calls, in the JSON form of the tool contract.
+    tree
+        The parse tree Lark builds for it (generated directly, identical to a parse).
+    expansions
+        Indices into ``grammar.table.expansions`` of the expansions used, in post-order (the order
+        of :attr:`grammar_engine.parsing.Decomposition.expansions`).
+    tools
+        The tool of each call, in call order.
+    phrasing
+        The expansion ids (``call_pca#2``) of the call rules used, in text order.
+    """
+
+    instruction: str
+    calls: list[dict[str, Any]]
+    tree: Tree
+    expansions: tuple[int, ...]
+    tools: tuple[str, ...]
+    phrasing: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"instruction", "calls"}``, JSON-ready."""
+        return {"instruction": self.instruction, "calls": self.calls}
+
+
+def _weighted_factory(grammar: Grammar, *, recordings: Any = None, alpha: float = 1.0, temperature: float = 1.0,
+                      weights: dict[int, float] | None = None, **_: Any) -> Chooser:
+    learned = expansion_weights(grammar, recordings=recordings, alpha=alpha, temperature=temperature,
+                                overrides=weights if weights is not None else True)
+    return WeightedChooser(grammar, learned)
+
+
+def _uniform_factory(grammar: Grammar, **_: Any) -> Chooser:
+    return UniformChooser()
+
+
+register_strategy(SamplingStrategy.WEIGHTED, _weighted_factory)
+register_strategy(SamplingStrategy.UNIFORM, _uniform_factory)
+
+
+# -- the stream -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplingReport:
+    """What a :class:`SampleStream` did: attempts, samples, rejections by reason, timing."""
+
+    strategy: str
+    seed: int | None
+    attempts: int = 0
+    samples: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    generate_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    verifier: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def raw_per_second(self) -> float:
+        """Derivations per second, calls and schema checks included, verification excluded."""
+        return self.attempts / self.generate_seconds if self.generate_seconds else 0.0
+
+    @property
+    def verified_per_second(self) -> float:
+        """Verified samples per second, everything included."""
+        total = self.generate_seconds + self.verify_seconds
+        return self.samples / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {"strategy": self.strategy, "seed": self.seed, "attempts": self.attempts, "samples": self.samples,
+                "rejected": dict(sorted(self.rejected.items())),
+                "raw_per_second": round(self.raw_per_second, 1),
+                "verified_per_second": round(self.verified_per_second, 1), "verifier": self.verifier}
+
+
+_OPTIONS = {
+    "max_depth": None, "temperature": 1.0, "alpha": 1.0, "recordings": None, "weights": None,
+    "verify": "auto", "max_attempts": 200, "preconditions": True, "max_chars": MAX_INSTRUCTION_CHARS,
+    "sources": None, "audit_every": 32,
+}
+class SampleStream(Iterator[Sample]):
+    """A lazy stream of verified samples; :attr:`report` counts what it did so far."""
+
+    def __init__(self, grammar: Grammar, n: int | None, chooser: Chooser, generator: Generator,
+                 verifier: Verifier | None, rng: random.Random, report: SamplingReport, *,
+                 max_attempts: int, max_chars: int) -> None:
+        self.grammar = grammar
+        self.n = n
+        self.chooser = chooser
+        self.generator = generator
+        self.verifier = verifier
+        self.rng = rng
+        self.report = report
+        self.max_attempts = max_attempts
+        self.max_chars = max_chars
+        self._forced: DNode | None = None
+
+    def __iter__(self) -> SampleStream:
+        return self
+
+    def __next__(self) -> Sample:
+        if self.n is not None and self.report.samples >= self.n:
+            raise StopIteration
+        for _ in range(self.max_attempts):
+            result = self.attempt(self._forced)
+            if isinstance(result, Sample):
+                return result
+        raise SamplingError(
+            f"no valid sample in {self.max_attempts} attempts; rejections so far: {dict(self.report.rejected)}"
+        )
+
+    def attempt(self, forced: DNode | None = None) -> Sample | str:
+        """One derivation, checked; the sample, or the reason it was rejected."""
+        report = self.report
+        report.attempts += 1
+        chooser = self.chooser
+        chooser.begin()
+        t0 = time.perf_counter()
+        reason, sample = self._build(forced)
+        t1 = time.perf_counter()
+        report.generate_seconds += t1 - t0
+        if sample is not None and self.verifier is not None:
+            d, calls = sample
+            problem = self.verifier.check(d, calls)
+            report.verify_seconds += time.perf_counter() - t1
+            if problem:
+                reason, sample = problem, None
+        if sample is None:
+            report.rejected[reason] += 1
+            chooser.reject()
+            return reason
+        d, calls = sample
+        result = Sample(d.text, calls, d.tree, d.expansions, tuple(c["name"] for c in calls), d.phrasing)
+        report.samples += 1
+        chooser.accept(result)
+        return result
+
+    def _build(self, forced: DNode | None) -> tuple[str, tuple[Derivation, list[dict[str, Any]]] | None]:
+        d = self.generator.derive(self.rng, self.chooser, forced=forced)
+        if isinstance(d, str):
+            return d, None
+        text = d.text
+        if len(text) > self.max_chars:
+            return "length", None
+        if normalize_instruction(text) != text:  # Grammar.parse would read another text
+            return "normalize", None
+        try:
+            calls = self.grammar.decompose_tree(d.tree, text).calls
+        except InstructionParseError:
+            return "calls", None
+        except RecursionError:
+            return "recursion", None
+        if not calls:
+            return "no_calls", None
+        if self.grammar.tools.sequence_problems(calls):
+            return "precondition", None
+        return "", (d, calls)
+
+
+def _check_options(opts: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise InvalidArgument(f"unknown sampling options {unknown}; valid options: {sorted(allowed)}")
+    merged = dict(allowed)
+    merged.update(opts)
+    return merged
+
+
+def _strategy_factory(strategy: SamplingStrategy | str) -> StrategyFactory:
+    key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
+    if key == SamplingStrategy.COVERAGE.value and key not in _STRATEGIES:
+        from . import coverage  # noqa: F401 - imports coverage_guided, which registers the strategy
+    if key not in _STRATEGIES:
+        raise InvalidArgument(f"unknown strategy {key!r}; valid strategies: {sorted(_STRATEGIES) + ['coverage']}")
+    return _STRATEGIES[key]
+
+
+def sample(
+    grammar: Grammar,
+    n: int | None = None,
+    *,
+    strategy: SamplingStrategy | str = SamplingStrategy.WEIGHTED,
+    seed: int | None = 0,
+    rng: random.Random | None = None,
+    **options: Any,
+) -> SampleStream:
+    """A lazy stream of ``n`` verified samples (endless when ``n`` is None).
+
+    ``Grammar.sample(n, strategy=..., seed=...)`` delegates here; the CLI goes through
+    :func:`grammar_engine.corpus.write_corpus` instead.
+
+    Parameters
+    ----------
+    grammar
+        The grammar to sample from.
+    n
+        How many samples; None for an endless stream.
+    strategy
+        ``"weighted"`` (default), ``"coverage"`` or ``"uniform"`` (see the module docstring).
+    seed
+        Seed of the stream's ``random.Random``; the same grammar, options and seed give the same
+        samples. Ignored when ``rng`` is given.
+    rng
+        A ``random.Random`` to draw from instead of a seeded one.
+    **options
+        ``max_depth`` (depth budget), ``temperature``, ``alpha``, ``recordings``, ``weights``
+        (``{expansion index: weight}`` replacing the grammar file's overrides), ``verify``
+        (``"auto"``: exact, ``"fast"``, ``"reference"``, ``"off"``), ``max_attempts`` (per sample, default 200),
+        ``preconditions`` (steer toward valid call sequences, default True), ``max_chars``,
+        ``sources`` (a :class:`~grammar_engine.value_sources.ValueSources`), ``audit_every``;
+        the coverage strategy adds ``targets`` (kinds to steer toward), ``fallback`` (strategy once
+        they are covered), ``max_repeat`` and ``max_size`` (see :mod:`grammar_engine.coverage`).
+
+    Raises
+    ------
+    InvalidArgument
+        For an unknown strategy or option, or a bad value.
+    SamplingError
+        While iterating, when no valid sample comes out of ``max_attempts`` attempts.
+
+    Examples
+    --------
+    >>> import grammar_engine.grammar as g
+    >>> grammar = g.load("grammars/example")
+    >>> [s.tools for s in sample(grammar, 2, strategy="uniform", seed=3)]  # doctest: +SKIP
+    [('pca',), ('normalize', 'log1p')]
+    """
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise InvalidArgument(f"n must be a whole number >= 0 or None, got {n!r}")
+    factory = _strategy_factory(strategy)
+    extra = ({"targets": None, "fallback": SamplingStrategy.WEIGHTED.value, "max_repeat": 8,
+              "max_size": 48}
+             if str(getattr(strategy, "value", strategy)) == SamplingStrategy.COVERAGE.value else {})
+    opts = _check_options(options, {**_OPTIONS, **extra})
+    max_attempts = opts.pop("max_attempts")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise InvalidArgument(f"max_attempts must be a whole number >= 1, got {max_attempts!r}")
+    max_depth = opts.pop("max_depth")
+    if max_depth is not None and (not isinstance(max_depth, int) or max_depth < 1):
+        raise InvalidArgument(f"max_depth must be a whole number >= 1, got {max_depth!r}")
+    verify = opts.pop("verify")
+    try:
+        mode = VerifyMode(verify)
+    except ValueError:
+        raise InvalidArgument(f"verify must be one of {[m.value for m in VerifyMode]}, got {verify!r}") from None
+    generator = Generator(grammar, max_depth=max_depth, sources=opts.pop("sources"),
+                          preconditions=bool(opts.pop("preconditions")))
+    audit_every = opts.pop("audit_every")
+    max_chars = opts.pop("max_chars")
+    verifier = None if mode is VerifyMode.OFF else verifier_for(grammar, mode.value, audit_every=audit_every)
+    chooser = factory(grammar, generator=generator, **opts)
+    key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
+    report = SamplingReport(key, seed if rng is None else None,
+                            verifier=verifier.describe() if verifier is not None else {"kind": "off"})
+    return SampleStream(grammar, n, chooser, generator, verifier, rng or random.Random(seed), report,
+                        max_attempts=max_attempts, max_chars=max_chars)
+
+
+# -- near --------------------------------------------------------------------------------------------------
+
+
+def _sites(root: DNode) -> list[tuple[DNode, int]]:
+    """Every (parent, child position) holding a sub-derivation, in pre-order."""
+    sites = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        found = [(node, k) for k, kid in enumerate(node.kids) if isinstance(kid, DNode)]
+        sites.extend(found)
+        stack.extend(node.kids[k] for _, k in reversed(found))
+    return sites
+
+
+def near(
+    grammar: Grammar,
+    instruction: str,
+    n: int,
+    *,
+    strategy: SamplingStrategy | str = SamplingStrategy.WEIGHTED,
+    seed: int | None = 0,
+    **options: Any,
+) -> list[Sample]:
+    """``n`` verified variants of ``instruction`` that keep its tree but resample one subtree each.
+
+    The instruction is parsed; its derivation is replayed with every token as written, except one
+    subtree (a different one for each variant, cycling through the subtrees in an order drawn from
+    ``seed``), which the strategy samples afresh. Variants differ from the instruction and from each
+    other; fewer than ``n`` come back when the instruction has fewer distinct neighbours within
+    ``n * max_attempts`` attempts.
+
+    Parameters
+    ----------
+    grammar, strategy, seed, **options
+        As for :func:`sample`.
+    instruction
+        An instruction in the grammar's language.
+    n
+        How many variants.
+
+    Raises
+    ------
+    InstructionParseError
+        When ``instruction`` does not parse.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise InvalidArgument(f"n must be a whole number >= 0, got {n!r}")
+    decomposition = grammar.parse(instruction)
+    tables = gen_tables(grammar)
+    root = derivation_of_parse(tables, decomposition.text, decomposition.expansions)
+    if root is None:
+        raise SamplingError(f"cannot replay the parse of {decomposition.text!r}")
+    stream = sample(grammar, None, strategy=strategy, seed=seed, **options)
+    rng = stream.rng
+    sites = _sites(root)
+    rng.shuffle(sites)
+    seen = {decomposition.text}
+    out: list[Sample] = []
+    if not sites:
+        return out
+    attempts = 0
+    k = 0
+    budget = n * stream.max_attempts
+    while len(out) < n and attempts < budget:
+        parent, position = sites[k % len(sites)]
+        k += 1
+        original = parent.kids[position]
+        parent.kids[position] = FREE
+        try:
+            for _ in range(4):
+                attempts += 1
+                result = stream.attempt(root)
+                if isinstance(result, Sample) and result.instruction not in seen:
+                    seen.add(result.instruction)
+                    out.append(result)
+                    break
+        finally:
+            parent.kids[position] = original
+    return out

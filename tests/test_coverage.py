@@ -1,0 +1,101 @@
+"""Coverage targets, the lower bound, measuring, and the coverage-guided strategy."""
+
+from __future__ import annotations
+
+import pytest
+
+from grammar_engine.coverage import TargetKind, coverage_targets, lower_bound, measure, sample_targets
+from grammar_engine.errors import InvalidArgument
+from grammar_engine.grammar import Grammar
+from grammar_engine.sampling import sample
+
+_TOOLS = {"domain": "toy", "tools": [
+    {"name": "a", "parameters": {"type": "object", "properties": {
+        "mode": {"type": "string", "enum": ["one", "two", "three"]}}}},
+    {"name": "b", "parameters": {"type": "object", "properties": {
+        "k": {"type": "integer", "minimum": 1, "maximum": 9}}}},
+]}
+
+_EXCLUSIVE = """
+start: call_a | call_b
+call_a: "a" arg_mode
+arg_mode: "one" | "two" | "three"
+call_b: "b" arg_k?
+arg_k: val_int
+val_int: DIGIT
+DIGIT: /[0-9]/
+%import common.WS
+%ignore WS
+"""
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return Grammar.from_text(_EXCLUSIVE, _TOOLS)
+
+
+def test_targets_of_a_small_grammar(toy):
+    targets = coverage_targets(toy)
+    by_id = {toy.table.expansions[e].node_id for e in targets.by_kind[TargetKind.EXPANSION]}
+    assert by_id == {"start#0", "start#1", "call_a#0", "arg_mode#0", "arg_mode#1", "arg_mode#2",
+                     "call_b#0", "call_b#1", "arg_k#0", "val_int#0"}
+    assert targets.by_kind[TargetKind.TOOL_PHRASING] == {("a", "call_a#0"), ("b", "call_b#0"), ("b", "call_b#1")}
+    assert targets.by_kind[TargetKind.ENUM_VALUE] == {("a", "mode", v) for v in ("one", "two", "three")}
+    assert targets.by_kind[TargetKind.RANGE_EDGE] == {("b", "k", "min"), ("b", "k", "max")}
+    assert ("a", "b") in targets.by_kind[TargetKind.TOOL_PAIR]
+
+
+def test_lower_bound_adds_exclusive_alternatives(toy):
+    # start picks call_a (3 exclusive modes) or call_b (2 exclusive forms): 3 + 2 derivations at least
+    assert lower_bound(toy) == 5
+
+
+def test_lower_bound_of_the_example(example_grammar):
+    # everything repeats under "step, then step"; only _steps' two alternatives exclude each other
+    assert lower_bound(example_grammar) == 2
+
+
+def test_coverage_strategy_reaches_full_expansion_coverage(example_grammar):
+    samples = list(sample(example_grammar, 30, strategy="coverage", seed=1))
+    report = measure(example_grammar, samples)
+    assert report.ratio(TargetKind.EXPANSION) == 1.0
+    assert report.full_expansion_at is not None and report.full_expansion_at <= 12
+    assert report.lower_bound == 2
+    assert report.covered["tool_phrasing"] == report.total["tool_phrasing"]
+    baseline = measure(example_grammar, sample(example_grammar, 30, strategy="uniform", seed=1))
+    assert baseline.covered["expansion"] < report.covered["expansion"]
+
+
+def test_coverage_strategy_covers_enum_values_and_range_edges(toy):
+    report = measure(toy, sample(toy, 12, strategy="coverage", seed=3))
+    assert report.full_expansion_at is not None
+    assert report.full_expansion_at <= 2 * lower_bound(toy)
+    assert report.ratio(TargetKind.ENUM_VALUE) == 1.0
+    assert report.ratio(TargetKind.RANGE_EDGE) == 1.0
+
+
+def test_measure_takes_strings_and_counts_invalid_ones(example_grammar):
+    report = measure(example_grammar, ["pca", "log1p then pca 20", "this is not an instruction"],
+                     checkpoints=(1, 2))
+    assert report.samples == 3
+    assert report.invalid == 1
+    assert [point["samples"] for point in report.curve] == [1, 2, 3]
+    assert report.covered["tool_pair"] == 1  # log1p -> pca
+    with pytest.raises(InvalidArgument):
+        measure(example_grammar, [3.14])
+
+
+def test_sample_and_parse_cover_the_same_targets(example_grammar):
+    for s in sample(example_grammar, 20, strategy="uniform", seed=6):
+        parsed = example_grammar.parse(s.instruction)
+        if parsed.tree == s.tree:
+            assert sample_targets(example_grammar, s) == sample_targets(example_grammar, parsed)
+
+
+def test_two_paths_look_through_helper_rules(example_grammar):
+    parsed = example_grammar.parse("pca then log1p then pca 5")
+    paths = sample_targets(example_grammar, parsed)[TargetKind.PATH2]
+    ids = {(example_grammar.table.expansions[p].node_id, example_grammar.table.expansions[c].node_id) for p, c in paths}
+    assert ("start#0", "_steps#0") in ids
+    assert any(p == "_steps#0" and c.startswith("step#") for p, c in ids)  # through ___steps_star_1
+    assert not any(p.startswith("__") or c.startswith("__") for p, c in ids)
