@@ -28,7 +28,9 @@ from .errors import (
 )
 from .grammar import Grammar, load, normalize_instruction
 from .parsing import Decomposition
+from .coverage import CoverageReport
 from .recordings import Record, Rejected, read_instructions
+from .sampling import Sample, SamplingStrategy
 from .tools import ArgumentSpec, ToolRegistry, ToolSchema
 from .values import MoleculeLexicon, ValueKind, parse_number
 
@@ -36,6 +38,7 @@ __all__ = [
     "ArgumentSpec",
     "CheckReport",
     "CorpusFormatError",
+    "CoverageReport",
     "Decomposition",
     "DecompositionReport",
     "Diagnostic",
@@ -49,7 +52,9 @@ __all__ = [
     "MoleculeLexicon",
     "Record",
     "Rejected",
+    "Sample",
     "SamplingError",
+    "SamplingStrategy",
     "ToolBindingError",
     "ToolRegistry",
     "ToolSchema",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,10 +30,12 @@ from lark.visitors import CollapseAmbiguities
 
 from .derivation import Expansion, RuleTable, derivation_graph
 from .errors import (
+    GrammarEngineError,
     GrammarLoadError,
     InstructionParseError,
     InvalidArgument,
     Location,
+    ToolBindingError,
     ValueConversionError,
 )
 from .parsing import Decomposition, extract_calls
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from .checks import CheckReport
+    from .coverage import CoverageReport
+    from .sampling import Sample
 
 __all__ = ["Grammar", "load", "normalize_instruction"]
 
@@ -67,6 +71,23 @@ def normalize_instruction(text: str) -> str:
     'Run PCA with 50 comps'
     """
     return " ".join(text.split()).rstrip(".!?;, ").strip()
+
+
+_WORD_RE = re.compile(r"\S+")
+
+
+def _over_limit(text: str) -> bool:
+    """Whether ``text`` normalizes to more than MAX_INSTRUCTION_CHARS, found without copying it:
+    the scan stops as soon as the words seen are too long (a long run of trailing punctuation,
+    which normalizing would drop, counts too)."""
+    if len(text) <= MAX_INSTRUCTION_CHARS:
+        return False
+    total = -1
+    for match in _WORD_RE.finditer(text):
+        total += match.end() - match.start() + 1
+        if total > MAX_INSTRUCTION_CHARS:
+            return True
+    return False
 
 
 def _location_in_text(text: str, index: int, file: str) -> Location:
@@ -155,7 +176,7 @@ class Grammar:
     @classmethod
     def from_text(cls, text: str, tools: ToolRegistry | dict[str, Any], **kwargs: Any) -> Grammar:
         """A grammar from Lark text and tool schemas (a registry or a ``tools.json``-shaped dict)."""
-        registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry.from_dict(tools)
+        registry = tools if isinstance(tools, ToolRegistry) else _registry(lambda: ToolRegistry.from_dict(tools), "<tools>")
         return cls(text, registry, **kwargs)
 
     def _loader(self, base_path: str | None, grammar_path: str) -> tuple[str, str]:
@@ -198,6 +219,18 @@ class Grammar:
             ) from None
         except (UnexpectedInput, lark.exceptions.LarkError) as exc:
             raise self._grammar_error(str(exc), parser) from None
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError, AssertionError, RecursionError) as exc:
+            # Lark itself crashes on a few malformed grammars ("%declare rule_name"): still report
+            # it as a load error in the grammar file, never as an internal exception.
+            declare = re.search(r"^[ \t]*%declare[ \t]*(?:[A-Z_][A-Z0-9_]*[ \t]+)*_*[a-z]", self.text, re.M)
+            if declare:
+                raise GrammarLoadError(
+                    "'%declare' names a rule; it declares terminals only",
+                    _location_in_text(self.text, declare.start(), self.source),
+                    hint="write '%declare NAME' with an UPPER-case terminal name",
+                ) from None
+            raise GrammarLoadError(f"Lark cannot compile this grammar ({type(exc).__name__}: {exc})",
+                                   Location(self.source, 1, 1)) from None
 
     def _grammar_error(self, message: str, parser: str) -> GrammarLoadError:
         first = message.strip().splitlines()[0]
@@ -307,9 +340,17 @@ class Grammar:
             f'"{self.table.terminals[name]}"' if self.table.terminals.get(name) else name.split("__")[-1]
             for name in expected if not name.startswith("__")
         )
+        line, column = getattr(exc, "line", 1), getattr(exc, "column", 1)
+        if isinstance(exc, UnexpectedEOF) or not isinstance(line, int) or not isinstance(column, int) \
+                or line < 1 or column < 1:
+            # Earley's UnexpectedEOF carries line -1, column -1: the position is the end of the text
+            last = text.rsplit("\n", 1)[-1]
+            line, column = text.count("\n") + 1, len(last) + 1
+            context = f"{last[-40:]}\n{' ' * len(last[-40:])}^\n"
+        else:
+            context = exc.get_context(text) if hasattr(exc, "pos_in_stream") else ""
         return InstructionParseError(
-            message, text=text, line=getattr(exc, "line", 1) or 1, column=getattr(exc, "column", 1) or 1,
-            expected=rendered, context=exc.get_context(text) if hasattr(exc, "pos_in_stream") else "",
+            message, text=text, line=line, column=column, expected=rendered, context=context,
         )
 
     def parse(self, text: str) -> Decomposition:
@@ -328,6 +369,11 @@ class Grammar:
         """
         if not isinstance(text, str):
             raise InvalidArgument(f"parse() takes a str instruction, got {type(text).__name__}")
+        if _over_limit(text):  # before normalizing: splitting megabytes of words costs time and memory
+            raise InstructionParseError(
+                f"instruction is over {MAX_INSTRUCTION_CHARS} characters long (limit {MAX_INSTRUCTION_CHARS})",
+                text=text[:80], hint="split it into several instructions",
+            )
         norm = normalize_instruction(text)
         if not norm:
             raise InstructionParseError("empty instruction", text=text)
@@ -360,7 +406,13 @@ class Grammar:
 
     def parse_all(self, text: str, limit: int = 16) -> list[Decomposition]:
         """Every parse of ``text`` (up to ``limit``), for finding ambiguity; [] when none."""
+        if not isinstance(text, str):
+            raise InvalidArgument(f"parse_all() takes a str instruction, got {type(text).__name__}")
+        if _over_limit(text):
+            return []
         norm = normalize_instruction(text)
+        if not norm or len(norm) > MAX_INSTRUCTION_CHARS:
+            return []  # as parse() rejects it: an ambiguous forest over unbounded text is unbounded work
         try:
             forest = self._ambiguous_parser.parse(norm)
         except UnexpectedInput:
@@ -376,6 +428,31 @@ class Grammar:
     @cached_property
     def _ambiguous_parser(self) -> lark.Lark:
         return self._build("earley", ambiguity="explicit")
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def sample(self, n: int | None = None, *, strategy: str = "weighted", seed: int | None = 0,
+               **options: Any) -> Iterator[Sample]:
+        """A lazy stream of ``n`` verified samples (instruction, calls, tree); endless when None.
+
+        ``strategy`` is ``"weighted"`` (learned from the recordings), ``"coverage"`` or ``"uniform"``;
+        see :func:`grammar_engine.sampling.sample` for the options.
+        """
+        from .sampling import sample
+
+        return sample(self, n, strategy=strategy, seed=seed, **options)
+
+    def near(self, instruction: str, n: int, *, seed: int | None = 0, **options: Any) -> list[Sample]:
+        """``n`` verified variants of ``instruction`` that resample one subtree each."""
+        from .sampling import near
+
+        return near(self, instruction, n, seed=seed, **options)
+
+    def coverage(self, samples: Iterable[Any], **options: Any) -> CoverageReport:
+        """Coverage of any iterable of samples (or instructions) over the graph's targets."""
+        from .coverage import measure
+
+        return measure(self, samples, **options)
 
     # -- structure -------------------------------------------------------------------------------
 
@@ -414,6 +491,18 @@ class Grammar:
         return f"<Grammar {self.domain!r}: {len(self.tools)} tools, {len(self.table.expansions)} expansions>"
 
 
+def _registry(build: Any, source: str) -> ToolRegistry:
+    """Build a tool registry; a shape the registry's own checks miss still ends in ToolBindingError."""
+    try:
+        return build()
+    except GrammarEngineError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise ToolBindingError(f"malformed tool schemas ({type(exc).__name__}: {exc})", Location(source, 1, 1),
+                               hint="each tool is {\"name\": str, \"parameters\": {JSON Schema object}, "
+                               "\"requires\": [str], \"provides\": [str]}; 'state' is a list of str") from None
+
+
 def load(path: str | Path, *, parser: str | None = None) -> Grammar:
     """Load a domain folder (or a ``.lark`` file whose folder holds ``tools.json``).
 
@@ -450,7 +539,7 @@ def load(path: str | Path, *, parser: str | None = None) -> Grammar:
         text = grammar_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise GrammarLoadError(f"not UTF-8 text ({exc.reason})", Location(str(grammar_file))) from None
-    tools = ToolRegistry.from_file(domain_dir / "tools.json")
+    tools = _registry(lambda: ToolRegistry.from_file(domain_dir / "tools.json"), str(domain_dir / "tools.json"))
     lexicon_file = domain_dir / "molecules.tsv"
     lexicon = MoleculeLexicon.from_file(lexicon_file) if lexicon_file.is_file() else None
     return Grammar(text, tools, source=str(grammar_file), domain_dir=domain_dir,

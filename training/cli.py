@@ -36,7 +36,7 @@ from grammar_engine.errors import GrammarEngineError
 
 from .config import AdapterConfig, ConfigError, DecodeConfig, ModelConfig, TrainConfig, field_help
 
-__all__ = ["cmd_evaluate", "cmd_predict", "cmd_train", "main", "register"]
+__all__ = ["cmd_evaluate", "cmd_pipeline", "cmd_predict", "cmd_train", "main", "register"]
 
 
 def _help(cls: type, name: str) -> str:
@@ -107,11 +107,47 @@ def _add_evaluate(subparsers: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _add_pipeline(subparsers: Any) -> None:
+    from .pipeline import PipelineConfig
+
+    defaults = PipelineConfig("", "")
+    p = subparsers.add_parser(
+        "pipeline", help="check, decompose, sample, train, evaluate and report, end to end",
+        description="The main job on one domain: writes report.md (tables and plots) to --output.")
+    p.add_argument("domain_dir", metavar="DOMAIN_DIR", help="grammars/<domain>")
+    p.add_argument("--output", "-o", required=True, help="folder for the report, corpus, model and predictions")
+    p.add_argument("--samples", type=int, default=defaults.samples, help=f"corpus size (default: {defaults.samples})")
+    p.add_argument("--strategy", choices=("weighted", "coverage", "uniform"), default=defaults.strategy,
+                   help=f"sampling strategy (default: {defaults.strategy})")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--model", default=defaults.model, help="'tiny' or a model name/path for from_pretrained")
+    p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
+                   help=f"training time budget (default: {defaults.max_minutes:g})")
+    p.add_argument("--heldout-limit", type=int, default=defaults.heldout_limit,
+                   help="held-out synthetic instructions to evaluate on")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_pipeline)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """``grammar-engine pipeline DOMAIN_DIR --output DIR``."""
+    from .pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig(domain_dir=args.domain_dir, output_dir=args.output, samples=args.samples,
+                            strategy=args.strategy, seed=args.seed, model=args.model, max_minutes=args.max_minutes,
+                            heldout_limit=args.heldout_limit, workers=args.workers, progress=args.progress)
+    report = run_pipeline(config)
+    print(f"report: {report}")
+    return 0
+
+
 def register(subparsers: Any) -> None:
-    """Add the ``train``, ``predict`` and ``evaluate`` subcommands to ``subparsers``."""
+    """Add the ``train``, ``predict``, ``evaluate`` and ``pipeline`` subcommands to ``subparsers``."""
     _add_train(subparsers)
     _add_predict(subparsers)
     _add_evaluate(subparsers)
+    _add_pipeline(subparsers)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:

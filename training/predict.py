@@ -173,8 +173,11 @@ class Predictor:
         limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         if limit and encoded["input_ids"].shape[1] + budget > limit:
-            raise ValueError(f"prompt of {encoded['input_ids'].shape[1]} tokens + {budget} new tokens exceeds the "
-                             f"model's {limit} positions")
+            # generate what fits in the model's positions; an output cut short is reported as invalid
+            budget = limit - encoded["input_ids"].shape[1]
+            if budget < 8:
+                raise ValueError(f"prompt of {encoded['input_ids'].shape[1]} tokens leaves no room in the "
+                                 f"model's {limit} positions")
         device = next(self.model.parameters()).device
         encoded = {k: v.to(device) for k, v in encoded.items()}
         eos = tokenizer.eos_token_id
