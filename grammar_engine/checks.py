@@ -67,10 +67,10 @@ class CheckReport:
         bound = f" (derivations up to depth {self.depth_bound}; the language is infinite)" if self.language_infinite else ""
         lines = [
             f"tools: {self.tools}   rules: {self.rules}   expansions: {self.expansions}",
-            f"distinct instructions: {self.language_size:,}{bound}",
+            f"distinct instructions: {_big(self.language_size)}{bound}",
         ]
         for tool, count in sorted(self.per_tool.items()):
-            lines.append(f"  {tool:<28} {count:>14,} phrasings")
+            lines.append(f"  {tool:<28} {_big(count):>14} phrasings")
         if self.recorded_total:
             share = self.recorded_parsed / self.recorded_total
             lines.append(
@@ -95,6 +95,11 @@ class CheckReport:
                          "with_gold": self.recorded_with_gold, "correct": self.recorded_correct},
             "ambiguous": self.ambiguous,
         }
+
+
+def _big(count: int) -> str:
+    """Thousands separators, or scientific notation past a trillion."""
+    return f"{count:,}" if count < 10**12 else f"{float(count):.3e}"
 
 
 def _finite_strings(grammar: Grammar, symbol: str, limit: int) -> list[str] | None:
@@ -361,7 +366,7 @@ def reachable_without(grammar: Grammar, stop: set[str]) -> set[str]:
 
 def _check_recorded(grammar: Grammar, records: Iterable[dict[str, Any]], report: CheckReport) -> None:
     for record in records:
-        text = record.get("instruction")
+        text = record.get("instruction") if isinstance(record, dict) else None
         if not isinstance(text, str):
             continue
         report.recorded_total += 1
@@ -371,7 +376,9 @@ def _check_recorded(grammar: Grammar, records: Iterable[dict[str, Any]], report:
             continue
         report.recorded_parsed += 1
         gold = record.get("calls")
-        if isinstance(gold, list):
+        if isinstance(gold, list) and all(  # malformed gold calls are not gold (recordings.py rejects them too)
+                isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("arguments") or {}, dict)
+                for c in gold):
             report.recorded_with_gold += 1
             if grammar.tools.normalize_calls(gold) == calls:
                 report.recorded_correct += 1

@@ -127,6 +127,10 @@ def coverage_curve(grammar: Any, records: Iterable[Mapping[str, Any]], points: I
     return curve
 
 
+def _big(count: int) -> str:
+    return f"{count:,}" if count < 10**12 else f"{float(count):.3e}"
+
+
 def _markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -264,7 +268,7 @@ def _report_markdown(grammar: Any, config: PipelineConfig, figures: dict[str, An
     check = figures["check"]
     lines = [f"# {grammar.domain}: pipeline report", "",
              f"Grammar `{config.domain_dir}`: {check['tools']} tools, {check['rules']} rules, "
-             f"{check['expansions']} expansions; {check['language_size']:,} derivations"
+             f"{check['expansions']} expansions; {_big(check['language_size'])} derivations"
              + (" (up to the depth bound; the language is infinite)" if check["infinite"] else "") + ".", ""]
     dec = figures.get("decomposition")
     if dec:
