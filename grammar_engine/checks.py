@@ -99,7 +99,10 @@ class CheckReport:
 
 def _big(count: int) -> str:
     """Thousands separators, or scientific notation past a trillion."""
-    return f"{count:,}" if count < 10**12 else f"{float(count):.3e}"
+    if count < 10**12:
+        return f"{count:,}"
+    digits = str(count)
+    return f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
 
 
 def _finite_strings(grammar: Grammar, symbol: str, limit: int) -> list[str] | None:

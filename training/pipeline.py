@@ -128,7 +128,10 @@ def coverage_curve(grammar: Any, records: Iterable[Mapping[str, Any]], points: I
 
 
 def _big(count: int) -> str:
-    return f"{count:,}" if count < 10**12 else f"{float(count):.3e}"
+    if count < 10**12:
+        return f"{count:,}"
+    digits = str(count)
+    return f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
 
 
 def _markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
