@@ -104,7 +104,8 @@ def read_instructions(path: str | Path | IO[bytes], *, require_calls: bool = Fal
             continue
         calls = data.get("calls")
         if calls is not None and (not isinstance(calls, list) or not all(
-                isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls)):
+                isinstance(c, dict) and isinstance(c.get("name"), str)
+                and isinstance(c.get("arguments") or {}, dict) for c in calls)):
             if require_calls:
                 yield Rejected(number, ident, "'calls' must be a list of {\"name\", \"arguments\"} objects")
                 continue
