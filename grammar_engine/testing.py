@@ -24,8 +24,8 @@ Use them from a test file, per sample inside your own ``@given`` tests::
 
 as whole properties (``check_parses_back(GRAMMAR)``), as a ready test class
 (``TestMyGrammar = soundness_tests("grammars/mine")``), or through the pytest plugin:
-``pytest --grammar-soundness grammars/mine`` collects each domain's ``grammar.lark`` and runs every
-check on it. (The plugin is this module, registered under the ``pytest11`` entry point.)
+``pytest -p grammar_engine.testing --grammar-soundness grammars/mine`` collects each domain's
+``grammar.lark`` and runs every check on it (the plugin is this module).
 
 A failure raises :class:`SoundnessError` (an ``AssertionError``) whose message shows the shrunk
 instruction, the calls on both sides, the rule at fault (the ``call_``/``arg_`` expansion whose
@@ -306,6 +306,9 @@ def _token_fault(grammar: Grammar, sample: Sample, exc: InstructionParseError) -
     types = getattr(sample, "token_types", ())
     starts = getattr(sample, "token_starts", ())
     text = sample.instruction
+    if not exc.expected and not exc.context:  # not a syntax error: the reading's values fail
+        return (f"the parser's reading of this text cannot be turned into calls ({exc.message}): "
+                f"it reads the text with other rules than the sample's (compare the two trees)")
     if not types or exc.line != 1:
         return str(exc).splitlines()[0]
     pos = exc.column - 1
@@ -317,10 +320,22 @@ def _token_fault(grammar: Grammar, sample: Sample, exc: InstructionParseError) -
     pattern = grammar.table.patterns.get(name, "")
     pattern = pattern if len(pattern) <= 60 else pattern[:57] + "..."
     kind = f"the literal {literal!r}" if literal else f"terminal {name} /{pattern}/"
-    where = grammar.location_of(name)
+    defined = any(f.definition(name) for f in grammar.files)
+    where = grammar.location_of(name) if defined else "written inline"
     offset = f"{pos - starts[k]} characters into" if pos > starts[k] else "at"
     return (f"the parse stops {offset} the generated token {token!r} (chars {starts[k]}-{starts[k] + len(token)}), "
             f"{kind} ({where}): the parser does not read that token back whole")
+
+
+def _reading_tree(grammar: Grammar, text: str, exc: InstructionParseError) -> list[str]:
+    """The parser's tree, when the text parses but its reading cannot become calls."""
+    if exc.expected or exc.context:
+        return []
+    try:
+        tree = grammar._lark.parse(text)
+    except Exception:  # noqa: BLE001 - only an illustration; the error above stands
+        return []
+    return ["  parse tree:", _indent(tree.pretty(), "    ")]
 
 
 # -- parse cache (shrinking asks for the same text many times) ------------------------------------------
@@ -370,6 +385,7 @@ def assert_parses_back(grammar: Grammar, sample: Sample) -> Decomposition:
             f"  rule at fault: {_token_fault(grammar, sample, exc)}",
             "  sample tree:",
             _indent(sample.tree.pretty(), "    "),
+            *_reading_tree(grammar, text, exc),
         ])
         raise SoundnessError("parses_back", message, instruction=text, expected=sample.calls, got=None,
                              fault=_token_fault(grammar, sample, exc), sample=sample) from None
@@ -528,7 +544,8 @@ def _settings(grammar: Grammar, check: str, settings: Settings | None, options: 
     hypothesis = _hypothesis()
     base = settings if settings is not None else hypothesis.settings()
     digest = hashlib.sha256(f"{grammar.source}|{check}|{sorted(options.items())!r}".encode()).digest()[:12]
-    return hypothesis.settings(base, database=_keyed_database(base.database, digest),
+    # one failure, the simplest, whatever the profile says: a SoundnessError, not an ExceptionGroup
+    return hypothesis.settings(base, database=_keyed_database(base.database, digest), report_multiple_bugs=False,
                                suppress_health_check=[*base.suppress_health_check,
                                                       hypothesis.HealthCheck.too_slow,
                                                       hypothesis.HealthCheck.filter_too_much])
