@@ -172,8 +172,8 @@ def ambiguous(grammar: grammar_engine.Grammar) -> Callable[[str], bool]:
 def planted_parse_back(grammar: grammar_engine.Grammar, cap: float, max_examples: int) -> dict[str, Any]:
     """Our soundness check on the planted grammar, with the default (full) shrink."""
     started = time.perf_counter()
-    try:
-        check_parses_back(grammar, settings=settings(max_examples=max_examples, **QUIET))
+    try:  # on the tool whose phrase is planted: the copy also has the chem grammar's own faults
+        check_parses_back(grammar, tools=["tanimoto_similarity"], settings=settings(max_examples=max_examples, **QUIET))
     except SoundnessError as error:
         elapsed = time.perf_counter() - started
         return {"strategy": "instructions (check_parses_back)", "found": True, "text": error.instruction,
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, strategy in strategies_for(grammar).items():
                 row = {"domain": domain, "property": "no instruction has two readings with different calls",
                        **shrink(grammar, name, strategy, lambda v, c=ambiguous(grammar): c(text_of(v)),
-                                args.cap, args.max_examples, args.seeds)}
+                                args.cap, args.max_examples, args.seeds if domain == "example" else 1)}
                 results["shrink"].append(row)
                 print(f"   ambiguity {name}: {row['text']!r} ({row['chars']} chars, {row['tree_nodes']} nodes, "
                       f"{row['seconds']}s a run; chars per run {row['chars_per_run']})", flush=True)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_planted:
         planted = grammar_engine.load(ROOT / "tests" / "grammars" / "planted")
         print("== planted (a copy of chem with a wrong-argument expansion)", flush=True)
-        row = {"domain": "planted", "property": "every sample parses back to its own calls",
+        row = {"domain": "planted", "property": "every sample parses back to its own calls (tanimoto only)",
                **planted_parse_back(planted, args.cap, args.max_examples)}
         results["shrink"].append(row)
         print(f"   parse-back instructions: {row.get('text')!r} ({row.get('chars')} chars, "
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results["throughput"], ["domain", "strategy", "examples", "examples_per_second", "median_chars",
                                         "are_instructions"]))
     print()
-    print(table([{**r, "text": (r.get("text") or "")[:70]} for r in results["shrink"]],
+    print(table([{**r, "text": repr(r.get("text") or "")[1:-1][:70]} for r in results["shrink"]],
                 ["domain", "property", "strategy", "found", "chars", "tree_nodes", "chars_per_run", "seconds",
                  "capped", "text"]))
     planted_rows = [r for r in results["shrink"] if r.get("message")]

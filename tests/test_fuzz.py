@@ -21,7 +21,7 @@ from grammar_engine.decompose import decompose_file
 from grammar_engine.errors import InvalidArgument
 from grammar_engine.grammar import MAX_INSTRUCTION_CHARS
 from grammar_engine.recordings import MAX_LINE_BYTES, Record, Rejected, read_instructions
-from tests.strategies import (
+from strategies import (
     EXAMPLE_DIR,
     big_line,
     example_text,
@@ -277,7 +277,7 @@ def test_check_ignores_malformed_gold_calls(grammar):
 
 def test_grammar_texts_strategy_draws_all_kinds():
     # the shared strategy mixes mutated files, random Lark files and arbitrary text
-    from tests.helpers_hypothesis import find_any
+    from helpers_hypothesis import find_any
 
     find_any(grammar_texts(), lambda t: "call_" in t)
     find_any(grammar_texts(), lambda t: ":" in t and "call_" not in t)

@@ -16,7 +16,7 @@ from grammar_engine import strategies
 from grammar_engine.errors import InvalidArgument
 from grammar_engine.sampling import Sample
 from grammar_engine.strategies import InstructionSample, calls, instructions
-from tests.helpers_hypothesis import assert_all_examples, find_any, minimal
+from helpers_hypothesis import assert_all_examples, find_any, minimal
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "grammars" / "example"
