@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING, Any
 
 from lark import Tree
 from lark.exceptions import LarkError
+from lark.grammar import Terminal
+from lark.parsers import xearley
 
 from .errors import GrammarEngineError, InvalidArgument
 from .grammar import MAX_INSTRUCTION_CHARS, normalize_instruction
@@ -155,6 +157,38 @@ class PrunedEarley:
             rules, Tree, parser.options.propagate_positions, True, parser.options.maybe_placeholders
         ).create_callback(None)
         self.start = parser.options.start[0] if isinstance(parser.options.start, list) else parser.options.start
+        # one-token lookahead for predictions: the terminals that can begin each rule
+        self.lookahead = True
+        self.match = full.term_matcher
+        self.ignore = list(full.ignore)
+        first, nullable = _first_terminals(rules)
+        # a rule that can be empty, or begins with a terminal the lexer does not know, is always kept
+        self.nullable = [empty or any(t.name not in bit for t in terms) for terms, empty in zip(first, nullable)]
+        self.first_mask = [sum(bit.get(t.name, 0) for t in terms) for terms in first]
+        self.by_char, self.anywhere = _terminals_by_first_char(parser.terminals, bit)
+        self.every = [(bit[t.name], Terminal(t.name)) for t in parser.terminals]
+        # on ASCII text, a literal terminal matches where the text equals it (case-folded when
+        # the grammar or the literal ignores case); the other terminals are tried by first character
+        self.literals, literal_bits = _literal_tables(parser.terminals, bit, flags)
+        self.patterned_by_char = {ch: [e for e in entries if not e[0] & literal_bits]
+                                  for ch, entries in self.by_char.items()}
+        self._predicted: dict[Any, list[tuple[Any, int, int, bool]]] = {}
+
+    def starting_with(self, char: str) -> list[tuple[int, Any]]:
+        """(bit, terminal) of the terminals that can begin with ``char``."""
+        if not char.isascii():  # case folding beyond ASCII ("ı" matches "I"): try every terminal
+            return self.every
+        return self.by_char.get(char, self.anywhere)
+
+    def predicted(self, origin: Any) -> list[tuple[Any, int, int, bool]]:
+        """(rule, index, first-terminal bits, nullable) of what predicting ``origin`` adds."""
+        found = self._predicted.get(origin)
+        if found is None:
+            index = self.index
+            found = [(r, index[id(r)], self.first_mask[index[id(r)]], self.nullable[index[id(r)]])
+                     for r in self.full.predictions[origin]]
+            self._predicted[origin] = found
+        return found
 
     def _recording(self, callback: Any, position: int) -> Any:
         used = self.used
@@ -176,12 +210,16 @@ class PrunedEarley:
             return tree
         return tree, tuple(self.used)
 
-    def live_rules(self, text: str) -> set[int]:
-        """Indices of the rules that can take part in a complete derivation of ``text``."""
-        matched = 0
-        for bit, pattern in self.patterns:
-            if pattern.search(text) is not None:
-                matched |= bit
+    def live_rules(self, text: str, matched: int | None = None) -> set[int]:
+        """Indices of the rules that can take part in a complete derivation of ``text``.
+
+        ``matched``: the bits of the terminals that match somewhere in the text, when known.
+        """
+        if matched is None:
+            matched = 0
+            for bit, pattern in self.patterns:
+                if pattern.search(text) is not None:
+                    matched |= bit
         missing = ~matched
         need = {k: self.rule_needs[k] for k, mask in enumerate(self.rule_mask) if not mask & missing}
         stack = [k for k, n in need.items() if n == 0]
@@ -213,7 +251,14 @@ class PrunedEarley:
         from lark.parsers.earley_forest import ForestToParseTree
 
         pruned = copy.copy(self.full)
-        pruned.predictions = _Predictions(self.full.predictions, self.index, self.live_rules(text))
+        if self.lookahead:
+            positions = _PositionPredictions(self, text)
+            positions.live = self.live_rules(text, positions.anywhere())
+            pruned.__class__ = _LookaheadEarley
+            pruned.tables = positions
+            pruned.predictions = positions.at(0)
+        else:
+            pruned.predictions = _Predictions(self.full.predictions, self.index, self.live_rules(text))
         pruned.Tree = None  # return the forest; the tree is built below
         frontend = copy.copy(self.frontend)
         frontend.parser = pruned
@@ -230,6 +275,257 @@ class PrunedEarley:
 
         forest = ForestToParseTree(Tree, self.ambiguous_callbacks, visitor and visitor(), False, True).transform(root)
         return list(CollapseAmbiguities().transform(forest))
+
+
+def _pattern_first_chars(regexp: str, flags: int) -> set[str] | None:
+    """The characters a match of ``regexp`` can begin with (None: any, or unknown)."""
+    try:
+        import re._parser as sre_parse  # type: ignore[import-not-found]
+        from re import _constants as sre_constants  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Python < 3.11
+        import sre_constants  # type: ignore[no-redef]
+        import sre_parse  # type: ignore[no-redef]
+    c = sre_constants
+
+    def items_first(items: Any) -> tuple[set[str] | None, bool]:
+        chars: set[str] = set()
+        for op, arg in items:
+            first, empty = item_first(op, arg)
+            if first is None:
+                return None, False
+            chars |= first
+            if not empty:
+                return chars, False
+        return chars, True
+
+    def item_first(op: Any, arg: Any) -> tuple[set[str] | None, bool]:
+        if op is c.LITERAL:
+            return {chr(arg)}, False
+        if op is c.IN:
+            chars: set[str] = set()
+            for kind, value in arg:
+                if kind is c.LITERAL:
+                    chars.add(chr(value))
+                elif kind is c.RANGE and value[1] - value[0] < 512:
+                    chars.update(chr(x) for x in range(value[0], value[1] + 1))
+                elif kind is c.CATEGORY and value is c.CATEGORY_DIGIT:
+                    chars.update("0123456789")
+                elif kind is c.CATEGORY and value is c.CATEGORY_SPACE:
+                    chars.update(" \t\n\r\f\v")
+                else:
+                    return None, False
+            return chars, False
+        if op is c.BRANCH:
+            chars, empty = set(), False
+            for branch in arg[1]:
+                first, branch_empty = items_first(branch)
+                if first is None:
+                    return None, False
+                chars |= first
+                empty |= branch_empty
+            return chars, empty
+        if op is c.SUBPATTERN:
+            return items_first(arg[-1])
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+            first, empty = items_first(arg[2])
+            return first, empty or arg[0] == 0
+        if op in (c.AT, c.ASSERT, c.ASSERT_NOT):
+            return set(), True  # zero width
+        return None, False
+
+    try:
+        first, empty = items_first(sre_parse.parse(regexp, flags))
+    except Exception:  # noqa: BLE001 - an unreadable pattern can begin anywhere
+        return None
+    if first is None or empty:
+        return None
+    return first | {ch.lower() for ch in first} | {ch.upper() for ch in first}
+
+
+def _terminals_by_first_char(terminals: list[Any], bit: dict[str, int]
+                             ) -> tuple[dict[str, list[tuple[int, Any]]], list[tuple[int, Any]]]:
+    """Terminals indexed by the characters they can begin with, and those that can begin anywhere."""
+    anywhere: list[tuple[int, Any]] = []
+    by_char: dict[str, list[tuple[int, Any]]] = {}
+    for t in terminals:
+        entry = (bit[t.name], Terminal(t.name))
+        chars = _pattern_first_chars(t.pattern.to_regexp(), 0)  # to_regexp carries the terminal's flags
+        if chars is None or not all(ch.isascii() for ch in chars):
+            anywhere.append(entry)
+            continue
+        for ch in chars:
+            by_char.setdefault(ch, []).append(entry)
+    for ch, entries in by_char.items():
+        entries.extend(anywhere)
+    return by_char, anywhere
+
+
+def _literal_tables(terminals: list[Any], bit: dict[str, int], flags: int
+                    ) -> tuple[list[tuple[int, dict[str, list[tuple[str | None, int]]]]], int]:
+    """Literal terminals by length: lower-cased text -> (exact text or None if case-free, bit)."""
+    from lark.lexer import PatternStr
+
+    by_length: dict[int, dict[str, list[tuple[str | None, int]]]] = {}
+    literal_bits = 0
+    for t in terminals:
+        pattern = t.pattern
+        if not isinstance(pattern, PatternStr) or not pattern.value or not pattern.value.isascii():
+            continue
+        if set(pattern.flags) - {"i"}:
+            continue
+        ignore_case = "i" in pattern.flags or bool(flags & re.IGNORECASE)
+        value = pattern.value
+        by_length.setdefault(len(value), {}).setdefault(value.lower(), []).append(
+            (None if ignore_case else value, bit[t.name]))
+        literal_bits |= bit[t.name]
+    return sorted(by_length.items()), literal_bits
+
+
+def _first_terminals(rules: list[Any]) -> tuple[list[tuple[Any, ...]], list[bool]]:
+    """Per rule, the terminals that can begin it, and whether it can derive the empty string."""
+    nullable_nt: set[Any] = set()
+    changed = True
+    while changed:  # nullable nonterminals: a fixed point
+        changed = False
+        for r in rules:
+            if r.origin not in nullable_nt and all(not s.is_term and s in nullable_nt for s in r.expansion):
+                nullable_nt.add(r.origin)
+                changed = True
+    first_nt: dict[Any, set[Any]] = {}
+    changed = True
+    while changed:  # FIRST sets of nonterminals: a fixed point
+        changed = False
+        for r in rules:
+            into = first_nt.setdefault(r.origin, set())
+            before = len(into)
+            for s in r.expansion:
+                if s.is_term:
+                    into.add(s)
+                    break
+                into |= first_nt.get(s, set())
+                if s not in nullable_nt:
+                    break
+            changed |= len(into) != before
+    first: list[tuple[Any, ...]] = []
+    nullable: list[bool] = []
+    for r in rules:
+        terms: set[Any] = set()
+        empty = True
+        for s in r.expansion:
+            if s.is_term:
+                terms.add(s)
+                empty = False
+                break
+            terms |= first_nt.get(s, set())
+            if s not in nullable_nt:
+                empty = False
+                break
+        first.append(tuple(sorted(terms, key=lambda t: t.name)))
+        nullable.append(empty)
+    return first, nullable
+
+
+class _PositionPredictions:
+    """Per text position, Earley's prediction table restricted to live rules that can start there.
+
+    A rule predicted at position ``i`` scans its first token at ``i`` or after text the grammar
+    ignores (whitespace), so unless it can derive the empty string, one of its first terminals
+    must match there. Rules failing that can take part in no derivation: dropping them keeps
+    every derivation, and with it the forest, while the parser predicts a handful of rules per
+    position instead of most of the grammar.
+    """
+
+    def __init__(self, owner: PrunedEarley, text: str) -> None:
+        self.owner, self.text = owner, text
+        self.live: set[int] = set()
+        self.tables: dict[int, _PositionTable] = {}
+        self.masks: dict[int, int] = {}
+        self.char_masks: dict[int, int] = {}
+        self.ascii = text.isascii()
+        self.lowered = text.lower()
+
+    def at(self, i: int) -> _PositionTable:
+        table = self.tables.get(i)
+        if table is None:
+            table = self.tables[i] = _PositionTable(self, self.mask(i))
+        return table
+
+    def mask(self, i: int) -> int:
+        """Bits of the terminals that match at ``i`` or after ignored text starting at ``i``."""
+        found = self.masks.get(i)
+        if found is None:
+            owner, text = self.owner, self.text
+            match, ignore = owner.match, owner.ignore
+            found = 0
+            seen, stack = {i}, [i]
+            while stack:
+                j = stack.pop()
+                found |= self.mask_here(j)
+                for term in ignore:  # Lark's scanner carries expectations past ignored text
+                    m = match(term, text, j)
+                    if m and m.end() > j and m.end() not in seen:
+                        seen.add(m.end())
+                        stack.append(m.end())
+            self.masks[i] = found
+        return found
+
+    def anywhere(self) -> int:
+        """Bits of the terminals that match somewhere in the text."""
+        found = 0
+        for j in range(len(self.text)):
+            found |= self.mask_here(j)
+        return found
+
+    def mask_here(self, j: int) -> int:
+        """Bits of the terminals that match at exactly ``j``."""
+        found = self.char_masks.get(j)
+        if found is None:
+            found = 0
+            text = self.text
+            if j < len(text):
+                owner = self.owner
+                match = owner.match
+                if self.ascii:  # literal keywords: a dictionary lookup per length
+                    lowered = self.lowered
+                    for length, table in owner.literals:
+                        hit = table.get(lowered[j:j + length])
+                        if hit is not None:
+                            for exact, bit in hit:
+                                if exact is None or text.startswith(exact, j):
+                                    found |= bit
+                    candidates = owner.patterned_by_char.get(text[j], owner.anywhere)
+                else:
+                    candidates = owner.starting_with(text[j])
+                for bit, term in candidates:
+                    if match(term, text, j) is not None:
+                        found |= bit
+            self.char_masks[j] = found
+        return found
+
+
+class _PositionTable(dict):  # type: ignore[type-arg]
+    """The prediction table of one position, filtered lazily per nonterminal."""
+
+    def __init__(self, positions: _PositionPredictions, mask: int) -> None:
+        super().__init__()
+        self.positions, self.mask = positions, mask
+
+    def __missing__(self, key: Any) -> list[Any]:
+        live, mask = self.positions.live, self.mask
+        value = [r for r, k, first, empty in self.positions.owner.predicted(key)
+                 if k in live and (empty or first & mask)]
+        self[key] = value
+        return value
+
+
+class _LookaheadEarley(xearley.Parser):  # type: ignore[misc]
+    """Lark's Earley parser with the dynamic lexer, predicting from a per-position table."""
+
+    tables: _PositionPredictions
+
+    def predict_and_complete(self, i: int, to_scan: Any, columns: Any, transitives: Any, node_cache: Any) -> Any:
+        self.predictions = self.tables.at(i)
+        return super().predict_and_complete(i, to_scan, columns, transitives, node_cache)
 
 
 class _Predictions(dict):  # type: ignore[type-arg]
