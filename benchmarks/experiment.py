@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import sys
@@ -51,15 +50,6 @@ def write_records_corpus(records: list[dict[str, Any]], out: Path, domain: str) 
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "manifest.json").write_text(json.dumps({"domain": domain, "counts": {"train": len(records)}}))
     return out
-
-
-def mean_chars(corpus: Path) -> float:
-    lengths = []
-    for shard in sorted(corpus.glob("train-*.jsonl")):
-        for line in open(shard, encoding="utf-8"):
-            record = json.loads(line)
-            lengths.append(len(record["instruction"]) + len(json.dumps(record["calls"], separators=(",", ":"))))
-    return statistics.fmean(lengths) if lengths else 1.0
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,13 +103,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         pass
                 parser_rows[f"{set_name}_exact"].append(exact / max(1, len(gold)))
             for system, corpus in corpora.items():
-                # the same token budget for every system: steps = tokens / (batch x tokens per example)
-                per_example = mean_chars(corpus) / args.chars_per_token
-                steps = max(1, math.ceil(args.tokens / (args.batch_size * per_example)))
+                # the same token budget for every system (the trainer turns it into steps)
                 config = TrainConfig(corpus_dir=str(corpus), output_dir=str(base / f"model-{system.replace('+', '-')}"),
-                                     max_steps=steps, epochs=10_000, batch_size=args.batch_size, seed=args.seed,
-                                     progress=False, plot=False, checkpoint_every=10**9)
+                                     max_tokens=args.tokens, max_minutes=None, batch_size=args.batch_size,
+                                     seed=args.seed, progress=False, plot=False, checkpoint_every=10**9)
                 result = train(config)
+                steps = result.steps
                 rows[system]["tokens"].append(result.tokens_per_second * result.elapsed_s)
                 predictor = Predictor.from_pretrained(config.output_dir)
                 for set_name, gold in test_sets.items():
@@ -162,8 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coverage-samples", type=int, default=150,
                         help="of those, drawn by the coverage-guided sampler in (c)")
     parser.add_argument("--tokens", type=int, default=120_000, help="training token budget per run")
-    parser.add_argument("--chars-per-token", type=float, default=2.2,
-                        help="to turn the token budget into steps (measured on the tiny tokenizer)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--heldout", type=int, default=200, help="synthetic held-out instructions per fold")
     parser.add_argument("--seed", type=int, default=0)

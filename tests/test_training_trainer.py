@@ -20,6 +20,7 @@ from training.trainer import (  # noqa: E402
     MicroBatchSchedule,
     latest_checkpoint,
     learning_rate_factor,
+    planned_steps,
     read_train_log,
     train,
 )
@@ -57,6 +58,21 @@ def test_schedule_is_a_pure_function_of_seed_and_step():
     for m in range(ranks[0].per_epoch):
         first, second = ranks[0].indices(m), ranks[1].indices(m)
         assert len(first) == len(second) == 8 and not set(first) & set(second) or m == ranks[0].per_epoch - 1
+
+
+def test_token_budget_sets_steps_from_mean_example_length():
+    schedule = MicroBatchSchedule(100, 10, seed=0)
+    lengths = [40] * 50 + [60] * 50  # mean 50 tokens: a step of 10 examples sees 500
+    config = TrainConfig(corpus_dir="c", output_dir="o", batch_size=10, max_tokens=5_000, max_minutes=None)
+    assert planned_steps(config, lengths, schedule) == 10
+    config.grad_accum = 2  # twice the tokens per optimizer step
+    assert planned_steps(config, lengths, schedule) == 5
+    config.max_steps = 3  # max_steps still caps the budget
+    assert planned_steps(config, lengths, schedule) == 3
+    epochs = TrainConfig(corpus_dir="c", output_dir="o", batch_size=10, epochs=2, max_minutes=None)
+    assert planned_steps(epochs, lengths, schedule) == 20  # no budget: 2 passes of 10 micro-batches
+    with pytest.raises(Exception, match="max_tokens"):
+        TrainConfig(corpus_dir="c", output_dir="o", max_tokens=0)
 
 
 def test_learning_rate_warms_up_then_anneals_by_steps_or_time():

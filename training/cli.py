@@ -64,7 +64,8 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--prompt-format", choices=("auto", "plain", "chat"), default=None,
                    help=_help(ModelConfig, "prompt_format"))
     for flag, name, kind in (
-        ("--epochs", "epochs", float), ("--max-steps", "max_steps", int), ("--max-minutes", "max_minutes", float),
+        ("--epochs", "epochs", float), ("--max-steps", "max_steps", int),
+        ("--max-tokens", "max_tokens", int), ("--max-minutes", "max_minutes", float),
         ("--batch-size", "batch_size", int), ("--lr", "lr", float), ("--grad-accum", "grad_accum", int),
         ("--seed", "seed", int), ("--checkpoint-every", "checkpoint_every", int),
         ("--max-length", "max_length", int), ("--threads", "num_threads", int), ("--log-every", "log_every", int),
@@ -153,7 +154,7 @@ def register(subparsers: Any) -> None:
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
     base["corpus_dir"] = str(args.corpus_dir)
-    for name in ("output_dir", "epochs", "max_steps", "max_minutes", "batch_size", "lr", "grad_accum", "seed",
+    for name in ("output_dir", "epochs", "max_steps", "max_tokens", "max_minutes", "batch_size", "lr", "grad_accum", "seed",
                  "checkpoint_every", "max_length", "num_threads", "log_every", "mixed_precision", "resume",
                  "progress"):
         value = getattr(args, name, None)

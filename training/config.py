@@ -239,7 +239,7 @@ class AdapterConfig(_JsonConfig):
 class TrainConfig(_JsonConfig):
     """Everything ``grammar-engine train`` needs; saved as ``MODEL_DIR/training_config.json``.
 
-    Training stops at the first of ``max_steps``, ``epochs`` and ``max_minutes``. The defaults
+    Training stops at the first of ``max_steps``, ``max_tokens`` (else ``epochs``) and ``max_minutes``. The defaults
     (tiny model, lr 3e-3, batch 32, one thread, ten minutes) reach good held-out accuracy on a
     CPU in about ten minutes per domain (~4,500-5,000 tokens/s; see the training notes).
     """
@@ -255,6 +255,12 @@ class TrainConfig(_JsonConfig):
     epochs: float = field(default=30.0, metadata={"help": "passes over the training split (fractions allowed)"})
     max_steps: int | None = field(
         default=None, metadata={"help": "optimizer steps; overrides epochs when set"}
+    )
+    max_tokens: int | None = field(
+        default=None,
+        metadata={"help": "token budget (prompt + completion, no padding, all processes): sets the optimizer "
+                          "steps from the corpus' mean example length; overrides epochs, and max_steps "
+                          "still caps it"},
     )
     max_minutes: float | None = field(
         default=10.0,
@@ -301,6 +307,7 @@ class TrainConfig(_JsonConfig):
             self._fail("adapter", self.adapter, "must be an AdapterConfig or None")
         self._check_positive("epochs")
         self._check_int("max_steps", allow_none=True)
+        self._check_int("max_tokens", allow_none=True)
         if self.max_minutes == 0:
             self.max_minutes = None
         self._check_positive("max_minutes", allow_none=True)

@@ -141,6 +141,21 @@ class MicroBatchSchedule:
         return max(1, math.ceil(epochs * self.per_epoch / grad_accum))
 
 
+def planned_steps(config: TrainConfig, lengths: list[int], schedule: MicroBatchSchedule) -> int:
+    """Optimizer steps of a run: ``max_steps``, else the token budget, else ``epochs`` passes.
+
+    A token budget becomes steps through the mean example length (in tokens of this run's
+    tokenizer), so runs on different corpora see about the same number of tokens; ``max_steps``
+    caps it when both are set.
+    """
+    per_step = schedule.global_batch * config.grad_accum
+    if config.max_tokens:
+        mean = sum(lengths) / max(1, len(lengths))
+        steps = max(1, math.ceil(config.max_tokens / max(mean * per_step, 1e-9)))
+        return min(steps, config.max_steps) if config.max_steps else steps
+    return config.max_steps or schedule.total_steps(config.epochs, config.grad_accum)
+
+
 def learning_rate_factor(
     step: int, total_steps: int, *, warmup_steps: int, min_ratio: float, time_fraction: float = 0.0
 ) -> float:
@@ -403,7 +418,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
 
     schedule = MicroBatchSchedule(len(encoded), config.batch_size, world_size=world,
                                   rank=accelerator.process_index, seed=config.seed)
-    total_steps = config.max_steps or schedule.total_steps(config.epochs, config.grad_accum)
+    total_steps = planned_steps(config, [len(e["input_ids"]) for e in encoded], schedule)
     start_step, elapsed_before = 0, 0.0
     if checkpoint is not None:
         state = json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8"))
