@@ -7,6 +7,7 @@ a table; ``--out DIR`` also gets ``bench_sampling.json`` and ``coverage.png``::
     python benchmarks/bench_sampling.py --out bench-out --full          # 10,000-sample coverage,
                                                                         # 100,000-sample validity
     python benchmarks/bench_sampling.py --out bench-out --scale 1000000 # peak memory, 1 and 2 workers
+    python benchmarks/bench_sampling.py --out bench-out --only-validity --validity-n 100000 --workers 2
 
 Sections:
 
@@ -50,6 +51,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,6 +225,10 @@ def ours(grammar: grammar_engine.Grammar, strategy: str, n: int, verify: str, se
 def bench_domain(name: str, args: argparse.Namespace) -> dict[str, Any]:
     grammar = grammar_engine.load(ROOT / "grammars" / name)
     verifier_for(grammar)
+    if args.only_validity:
+        result = {"domain": name, "validity": validity(grammar, args.validity_n, args.recheck, args.workers)}
+        print(f"\n== {name} validity: {result['validity']}", flush=True)
+        return result
     marks = [m for m in (100, 1000, 10000) if m <= args.coverage_n]
     result: dict[str, Any] = {"domain": name, "expansions": len(grammar.table.expansions),
                               "lower_bound": lower_bound(grammar), "speed": {}, "coverage": {}}
@@ -256,26 +262,53 @@ def bench_domain(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     full = result["coverage"]["ours-coverage"]["full_expansion_at"]
     result["full_coverage_vs_lower_bound"] = round(full / result["lower_bound"], 2) if full else None
-    result["validity"] = validity(grammar, args.validity_n, args.recheck)
+    result["validity"] = validity(grammar, args.validity_n, args.recheck, args.workers)
     print(f"  validity: {result['validity']}", flush=True)
     return result
 
 
-def validity(grammar: grammar_engine.Grammar, n: int, recheck: int) -> dict[str, Any]:
-    stream = sample(grammar, n, strategy="weighted", seed=7)
+def _corpus_samples(grammar: grammar_engine.Grammar, n: int, workers: int) -> tuple[Iterator[tuple[str, Any]], dict]:
+    """``n`` verified weighted samples written by ``write_corpus`` with ``workers`` processes."""
+    folder = Path(tempfile.mkdtemp(prefix="validity-"))
+    manifest = write_corpus(grammar, folder, n=n, strategy="weighted", seed=7, workers=workers, dedup=False,
+                            heldout=0.0, tools_in_records=False)
+
+    def records() -> Iterator[tuple[str, Any]]:
+        try:
+            for shard in sorted(folder.glob("*.jsonl")):
+                with open(shard, encoding="utf-8") as handle:
+                    for line in handle:
+                        record = json.loads(line)
+                        yield record["instruction"], record["calls"]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return records(), manifest
+
+
+def validity(grammar: grammar_engine.Grammar, n: int, recheck: int, workers: int = 1) -> dict[str, Any]:
+    """Every emitted sample was verified; re-check a reservoir of ``recheck`` with ``Grammar.parse``."""
     start = time.perf_counter()
+    if workers > 1:
+        pairs, manifest = _corpus_samples(grammar, n, workers)
+        rejected, attempts = manifest["rejected"], manifest["counts"]["attempts"]
+    else:
+        stream = sample(grammar, n, strategy="weighted", seed=7)
+        pairs = ((s.instruction, s.calls) for s in stream)
     texts: list[str] = []
     keyed: list[tuple[str, str]] = []
     rng = random.Random(0)
-    for k, s in enumerate(stream):
-        texts.append(s.instruction)
+    for k, (text, calls) in enumerate(pairs):
+        texts.append(text)
         if len(keyed) < recheck:
-            keyed.append((s.instruction, calls_key(s.calls)))
+            keyed.append((text, calls_key(calls)))
         else:  # reservoir sample for the reference re-check
             j = rng.randrange(k + 1)
             if j < recheck:
-                keyed[j] = (s.instruction, calls_key(s.calls))
+                keyed[j] = (text, calls_key(calls))
     elapsed = time.perf_counter() - start
+    if workers <= 1:
+        rejected, attempts = dict(stream.report.rejected), stream.report.attempts
     agree = 0
     for text, want in keyed:
         try:
@@ -285,7 +318,7 @@ def validity(grammar: grammar_engine.Grammar, n: int, recheck: int) -> dict[str,
     return {"emitted": len(texts), "distinct_share": round(len(set(texts)) / max(len(texts), 1), 4),
             "rechecked_with_reference": len(keyed), "reference_agrees": agree,
             "validity": round(agree / len(keyed), 4) if keyed else None,
-            "rejected": dict(stream.report.rejected), "attempts": stream.report.attempts,
+            "rejected": rejected, "attempts": attempts, "workers": workers,
             "verified_per_second": round(len(texts) / elapsed, 1)}
 
 
@@ -394,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coverage-n", type=int, default=None)
     parser.add_argument("--validity-n", type=int, default=None)
     parser.add_argument("--recheck", type=int, default=200, help="samples re-parsed with Grammar.parse")
+    parser.add_argument("--workers", type=int, default=1, help="processes for the validity run (write_corpus)")
+    parser.add_argument("--only-validity", action="store_true", help="skip speed and coverage")
     parser.add_argument("--peer-seconds", type=float, default=None)
     parser.add_argument("--scale", type=int, default=0, help="write a corpus of this many (example domain)")
     parser.add_argument("--scale-verify", default="auto")
@@ -408,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale:
         report["scale"] = scale(args.scale, args.scale_verify)
     (args.out / "bench_sampling.json").write_text(json.dumps(report, indent=1))
+    if args.only_validity:
+        print(f"\nwrote {args.out / 'bench_sampling.json'}")
+        return 0
     plot(results, args.out / "coverage.png")
     print("\n| domain | sampler | raw/s | verified/s | chars | raw x fastest peer | verified x fastest peer | full exp. coverage at (LB) |")
     print("|---|---|---|---|---|---|---|---|")
