@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -71,27 +72,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows: dict[str, dict[str, list[float]]] = {s: {"recorded_exact": [], "recorded_f1": [], "heldout_exact": [],
                                                        "heldout_f1": [], "tokens": []} for s in SYSTEMS}
         parser_rows: dict[str, list[float]] = {"recorded_exact": [], "heldout_exact": []}
+        # (b) does not depend on the recordings: one uniform corpus serves every fold. Every synthetic
+        # corpus uses the same seed, so all hold out the same phrasing x tool combinations.
+        t0 = time.perf_counter()
+        uniform = out / domain / "corpus-uniform"
+        write_corpus(grammar, uniform, n=args.samples, strategy="uniform", seed=args.seed, workers=args.workers,
+                 chunk_size=250)
+        print(f"[{domain}] uniform corpus sampled in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
         for fold, (train_rec, test_rec) in enumerate(folds(recorded, args.folds, args.seed)):
             base = out / domain / f"fold{fold}"
             corpora = {
                 "recorded": write_records_corpus(train_rec, base / "corpus-recorded", domain),
-                "uniform": base / "corpus-uniform",
+                "uniform": uniform,
                 "weighted+coverage": base / "corpus-weighted-coverage",
             }
             t0 = time.perf_counter()
-            seed = args.seed + fold  # the same seed holds out the same phrasings in (b) and (c)
-            write_corpus(grammar, corpora["uniform"], n=args.samples, strategy="uniform", seed=seed)
             # (c): coverage-guided samples first, then samples weighted by the training folds
-            write_corpus(grammar, base / "part-coverage", n=args.coverage_samples, strategy="coverage", seed=seed,
-                         recordings=train_rec)
+            write_corpus(grammar, base / "part-coverage", n=args.coverage_samples, strategy="coverage",
+                         seed=args.seed, recordings=train_rec, workers=args.workers,
+                         chunk_size=250)
             write_corpus(grammar, corpora["weighted+coverage"], n=args.samples - args.coverage_samples,
-                         strategy="weighted", seed=seed, recordings=train_rec)
+                         strategy="weighted", seed=args.seed, recordings=train_rec, workers=args.workers,
+                         chunk_size=250)
             with open(corpora["weighted+coverage"] / "train-99999.jsonl", "w", encoding="utf-8") as merged:
                 for shard in sorted((base / "part-coverage").glob("train-*.jsonl")):
                     merged.write(shard.read_text(encoding="utf-8"))
-            print(f"[{domain} fold {fold}] corpora sampled in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-            # synthetic held-out: phrasing x tool combinations kept out of both synthetic train splits
-            heldout = read_corpus(corpora["weighted+coverage"], "heldout")[: args.heldout]
+            print(f"[{domain} fold {fold}] corpus (c) sampled in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+            # synthetic held-out: phrasing x tool combinations kept out of both synthetic train splits,
+            # half drawn like (b) and half like (c), so neither distribution is favoured
+            half = args.heldout // 2
+            heldout = (read_corpus(uniform, "heldout")[:half]
+                       + read_corpus(corpora["weighted+coverage"], "heldout")[:args.heldout - half])
             test_sets = {"recorded": [{**r, "id": f"t{i}"} for i, r in enumerate(test_rec)],
                          "heldout": [{**r, "id": f"h{i}"} for i, r in enumerate(heldout)]}
             for set_name, gold in test_sets.items():
@@ -106,7 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # the same token budget for every system (the trainer turns it into steps)
                 config = TrainConfig(corpus_dir=str(corpus), output_dir=str(base / f"model-{system.replace('+', '-')}"),
                                      max_tokens=args.tokens, max_minutes=None, batch_size=args.batch_size,
-                                     seed=args.seed, progress=False, plot=False, checkpoint_every=10**9)
+                                     seed=args.seed, progress=False, plot=False, checkpoint_every=10**9,
+                                     num_threads=args.threads)
                 result = train(config)
                 steps = result.steps
                 rows[system]["tokens"].append(result.tokens_per_second * result.elapsed_s)
@@ -150,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1500, help="synthetic corpus size per system and fold")
     parser.add_argument("--coverage-samples", type=int, default=150,
                         help="of those, drawn by the coverage-guided sampler in (c)")
-    parser.add_argument("--tokens", type=int, default=120_000, help="training token budget per run")
+    parser.add_argument("--tokens", type=int, default=250_000, help="training token budget per run")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--heldout", type=int, default=200, help="synthetic held-out instructions per fold")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="sampling processes (the corpora are identical for any number)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for training (2 only on an otherwise idle 2-core machine)")
     parser.add_argument("--out", default="runs/experiment")
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -352,7 +352,8 @@ def write_corpus(
     progress
         Show a tqdm progress bar on stderr.
     chunk_size
-        Samples per chunk (part of the output's identity: keep it fixed to reproduce a corpus).
+        Samples per chunk, at most ``n`` (part of the output's identity: keep it fixed to reproduce
+        a corpus).
     shard_size
         Records per shard file.
     heldout
@@ -381,6 +382,7 @@ def write_corpus(
         raise InvalidArgument(f"workers must be a whole number >= 1, got {workers!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise InvalidArgument(f"chunk_size must be a whole number >= 1, got {chunk_size!r}")
+    chunk_size = min(chunk_size, max(n, 1))  # a small corpus does not draw a whole default chunk
     if not isinstance(shard_size, int) or shard_size < 1:
         raise InvalidArgument(f"shard_size must be a whole number >= 1, got {shard_size!r}")
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
