@@ -44,6 +44,7 @@ import networkx as nx
 from .errors import InstructionParseError, InvalidArgument
 from .gen_tables import gen_tables
 from .slots import SlotKind
+from .tools import fact_alternatives, fill_fact
 from .values import ValueKind
 
 if TYPE_CHECKING:
@@ -132,11 +133,14 @@ def _feasible_tools(grammar: Grammar, tools: set[str]) -> set[str]:
     facts = set(grammar.tools.initial_state)
     prefixes: set[str] = set()  # of templated facts some tool provides ("obs:" for "obs:{key_added}")
 
-    def holds(fact: str) -> bool:
+    def holds_one(fact: str) -> bool:
         if "{" in fact:
             prefix = fact.split("{", 1)[0]
             return prefix in prefixes or any(f.startswith(prefix) for f in facts)
         return fact in facts
+
+    def holds(requirement: str) -> bool:  # "a:{x} | b:{x}": one alternative is enough
+        return any(holds_one(fact) for fact in fact_alternatives(requirement))
 
     ok: set[str] = set()
     changed = True
@@ -150,7 +154,7 @@ def _feasible_tools(grammar: Grammar, tools: set[str]) -> set[str]:
                 defaults = {k: v.default for k, v in tool.arguments.items() if v.has_default}
                 for template in tool.provides:
                     try:
-                        facts.add(template.format(**defaults))
+                        facts.add(fill_fact(template, defaults))
                     except (KeyError, IndexError, ValueError):
                         prefixes.add(template.split("{", 1)[0])
     return ok

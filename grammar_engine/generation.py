@@ -26,6 +26,12 @@ expansion at each nonterminal; this module does the rest:
   spoken) as a whole. What cannot run is drawn again (twice), then the nearest choice among tools
   is drawn again without the tool that failed (24 redraws per derivation at most); the sampler
   checks the final call list in any case.
+- **Values that depend on other values.** Inside a call, the values rendered so far (and ``const_``
+  values) are handed to the value sources, so a value can fit the call's other arguments (reactants
+  that fit the reaction, labels of the chosen key). A call that breaks a conditional value domain, or
+  a templated precondition whose fix lies in values it drew, first has those values drawn again
+  (:data:`VALUE_REDRAWS` rounds), each knowing the whole call; its words, tree and the positions of
+  its tokens are kept and shifted in place. Only then is the call itself drawn again.
 - **Replay.** A derivation can be forced, wholly or in part, from a parse (:func:`derivation_of_parse`):
   :func:`grammar_engine.sampling.near` replays an instruction and resamples one subtree.
 """
@@ -56,8 +62,10 @@ from .gen_tables import (
 )
 from .parsing import extract_calls
 from .replay import FREE, DNode, derivation_of_parse, fill_pieces, parse_from, piece_shape, spans_to_pieces
+from .slots import SlotKind, const_literal_text
+from .tools import ToolSchema, fact_alternatives, fact_placeholders, fill_fact
 from .value_sources import ValueContext, ValueSources, draw_number, number_forms
-from .values import ValueKind
+from .values import ValueKind, convert
 
 if TYPE_CHECKING:
     import lark
@@ -72,6 +80,11 @@ DEFAULT_EXTRA_DEPTH = 12
 
 _NO_SPACE_BEFORE = frozenset(",;:.?)!")
 _NO_SPACE_AFTER = frozenset("(")
+#: How many times the values of a call that breaks a domain or a precondition are drawn again
+#: (its words kept) before the call itself is.
+VALUE_REDRAWS = 2
+_UNSET = object()
+_NO_VALUES: dict[str, Any] = {}
 
 class Chooser:
     """Picks expansions for a :class:`Generator`. Subclasses set the distribution.
@@ -131,7 +144,7 @@ class _Failure(Exception):
 # frame fields (a list per frame, for speed)
 _F_EXP, _F_I, _F_RES, _F_TOK, _F_BUDGET, _F_CTX, _F_FORCED, _F_MARKS = range(8)
 # context fields (a tuple, replaced when a typed node is entered)
-_C_TOOL, _C_SPEC, _C_VKIND, _C_REV, _C_UANC, _C_VALS = range(6)
+_C_TOOL, _C_SPEC, _C_VKIND, _C_REV, _C_UANC, _C_VALS, _C_INVAL = range(7)
 
 
 class Generator:
@@ -147,7 +160,8 @@ class Generator:
     sources
         Value sources (default: the registered ones, for this grammar).
     preconditions
-        Steer toward call sequences whose preconditions hold (see the module docstring).
+        Steer toward call sequences whose preconditions hold, and values inside the tools'
+        conditional value domains (see the module docstring).
     """
 
     def __init__(self, grammar: Grammar, *, max_depth: int | None = None, sources: ValueSources | None = None,
@@ -163,12 +177,20 @@ class Generator:
         self.max_depth = max(max_depth if max_depth is not None else start_depth + DEFAULT_EXTRA_DEPTH, start_depth)
         self.counters: Counter[str] = Counter()
         self.preconditions = preconditions and any(t.requires or getattr(t, "forbids", ()) for t in grammar.tools)
+        self.steer_values = preconditions  # draw values that fit domains and templated preconditions
         self._requires = {t.name: t.requires for t in grammar.tools}
         self._forbids = {t.name: tuple(getattr(t, "forbids", ())) for t in grammar.tools}
         self._defaults = {t.name: {k: v.default for k, v in t.arguments.items() if v.has_default} for t in grammar.tools}
         self._provides = {t.name: t.provides for t in grammar.tools}
         self._blocked_cache: dict[frozenset[str], int] = {}
         self._forms = shared(grammar, "forms", dict)
+        self._consts: dict[tuple[Any, ...], Any] = {}
+        # tools whose calls are checked against conditional value domains, and whose values can be
+        # redrawn when a call breaks one of them or a templated precondition
+        self._domain_tools = frozenset(t.name for t in grammar.tools if t.domains)
+        self._redraw_tools = self._domain_tools | frozenset(
+            t.name for t in grammar.tools if any("{" in r for r in t.requires))
+        self._domain_bits = sum(1 << self.t.tool_index[name] for name in self._domain_tools)
 
     # -- preconditions --------------------------------------------------------------------------
 
@@ -180,19 +202,18 @@ class Generator:
             found = 0
             for tool, requires in self._requires.items():
                 ok = True
-                for fact in requires:
-                    if "{" in fact:
-                        prefix = fact.split("{", 1)[0]
-                        ok = any(f.startswith(prefix) for f in state)
-                    else:
-                        ok = fact in state
+                for requirement in requires:
+                    ok = any(
+                        any(f.startswith(fact.split("{", 1)[0]) for f in state) if "{" in fact else fact in state
+                        for fact in fact_alternatives(requirement)
+                    )
                     if not ok:
                         break
                 if ok:
                     for fact in self._forbids.get(tool, ()):
                         if "{" in fact:
                             try:
-                                fact = fact.format(**self._defaults[tool])
+                                fact = fill_fact(fact, self._defaults[tool])
                             except (KeyError, IndexError, ValueError):
                                 continue
                         if fact in state:
@@ -205,6 +226,46 @@ class Generator:
             self._blocked_cache[state] = found
         return found
 
+    def _problems(self, calls: list[dict[str, Any]], before: frozenset[str], preconditions: bool,
+                  domain_tools: frozenset[str]) -> bool:
+        """Whether ``calls`` cannot run after the facts ``before``, or break a value domain."""
+        registry = self.grammar.tools
+        if preconditions and registry.sequence_problems(calls, state=before):
+            return True
+        return bool(domain_tools) and any(
+            c.get("name") in domain_tools and registry.domain_problems(c) for c in calls)
+
+    def _redrawable(self, tool: ToolSchema, args: dict[str, Any], drawn: dict[str, list[Any]],
+                    before: frozenset[str], preconditions: bool) -> list[str]:
+        """The arguments (in text order) whose drawn values a redraw could change to let a call run
+        that cannot: each named by every unmet requirement and broken domain, with the problem in
+        its drawn items (not in items a ``const_`` or ``ref_`` slot set). Empty when a problem
+        lies elsewhere (a missing plain fact, a forbidden one, a constant)."""
+        registry = self.grammar.tools
+        named: set[str] | None = None
+        unmet = [r for r in tool.requires if registry._unmet(r, args, before)] if preconditions else []
+        if preconditions and any(fact in before for fact in registry._facts(tool.forbids, args)):
+            return []
+        for requirement in unmet:
+            holes = fact_placeholders(requirement)
+            named = holes if named is None else named & holes
+        for domain in tool.domains:
+            if args.get(domain.argument) is not None and domain.applies(args) is True \
+                    and domain.problem(args[domain.argument]):
+                named = {domain.argument} if named is None else named & {domain.argument}
+        out = []
+        for name in drawn:
+            if not named or name not in named:
+                continue
+            value = args.get(name)
+            kept = [v for v in value if v not in drawn[name]] if isinstance(value, list) else []
+            if kept:  # items no redraw changes must meet the requirements on their own
+                test = {**args, name: kept}
+                if any(registry._unmet(r, test, before) for r in unmet if "{" + name + "}" in r):
+                    continue
+            out.append(name)
+        return out
+
     def _calls_of(self, node: Any, parts: list[str]) -> list[dict[str, Any]] | None:
         """The calls a just-completed call or reversed node makes (None: they cannot be read alone)."""
         if not isinstance(node, Tree):
@@ -214,17 +275,53 @@ class Generator:
         except (GrammarEngineError, RecursionError):
             return None
 
-    def _provide(self, state: frozenset[str], tool: str, values: dict[str, str]) -> frozenset[str]:
-        spec = self.grammar.tools.tools[tool].arguments
-        args = {k: v.default for k, v in spec.items() if v.has_default}
-        args.update(values)
-        added = []
-        for template in self._provides.get(tool, ()):
-            try:
-                added.append(template.format(**args))
-            except (KeyError, IndexError, ValueError):
-                continue
+    def _provide(self, state: frozenset[str], tool: str, values: dict[str, Any]) -> frozenset[str]:
+        registry = self.grammar.tools
+        schema = registry.tools[tool]
+        try:
+            added = registry._facts(self._provides.get(tool, ()), registry._with_defaults(schema, values))
+        except (KeyError, IndexError, ValueError):
+            return state
         return state | frozenset(added) if added else state
+
+    # -- values of the call being derived ------------------------------------------------------------
+
+    def _value_of(self, spec: ArgumentSpec, text: str) -> Any:
+        """The JSON value (one item, for a list argument) that rendered ``text`` gives ``spec``."""
+        kind = spec.kind.item_kind
+        if kind is ValueKind.STR or kind is ValueKind.PATH:
+            return text.strip().strip("'\"`")
+        try:
+            return convert(kind, text, enum=spec.enum, lexicon=self.grammar.lexicon)
+        except (GrammarEngineError, ValueError):
+            return text
+
+    def _const_value(self, spec: ArgumentSpec, value: str) -> Any:
+        """The JSON value of a ``const_`` slot (an item, for a list argument), as extraction reads it."""
+        key = (spec.name, spec.kind, value)
+        found = self._consts.get(key, _UNSET)
+        if found is _UNSET:
+            kind = spec.kind.item_kind
+            text = const_literal_text(value, kind in (ValueKind.INT, ValueKind.NUMBER))
+            if kind is ValueKind.STR:
+                text = self.grammar.tools.known_value(text) or text
+            try:
+                found = convert(kind, text, enum=spec.enum, lexicon=self.grammar.lexicon)
+            except (GrammarEngineError, ValueError):
+                found = text
+            self._consts[key] = found
+        return found
+
+    @staticmethod
+    def _record(values: dict[str, Any], spec: ArgumentSpec, value: Any) -> None:
+        """Note a value of the call being derived: list arguments collect items, the first slot of
+        any other argument wins (as extraction reads them)."""
+        if spec.kind.is_list:
+            items = values.setdefault(spec.name, [])
+            if isinstance(items, list):
+                items.append(value)
+        elif spec.name not in values:
+            values[spec.name] = value
 
     # -- numbers ----------------------------------------------------------------------------------
 
@@ -316,15 +413,117 @@ class Generator:
         phrasing: list[str] = []
         filled: set[Any] = set()  # argument names and value kinds filled so far (for ref_ slots)
         facts = state if state is not None else frozenset(self.grammar.tools.initial_state)
-        steer = self.preconditions
-        blocked = self._blocked(facts) if steer else 0
-        root_ctx = (None, None, None, None, -1, None)
+        preconditions = self.preconditions
+        domain_tools = self._domain_tools if self.steer_values else frozenset()
+        redraw_tools = self._redraw_tools if self.steer_values else frozenset()
+        steer = preconditions or bool(domain_tools)
+        blocked = self._blocked(facts) if preconditions else 0
+        # value tokens rendered inside calls, in text order, for redrawing a call's values:
+        # [call values dict, argument spec, token index, parts index, ValueContext, Token or None]
+        rendered: list[list[Any]] = []
+        root_ctx = (None, None, None, None, -1, None, False)
         result: Any = None
         retries = 0  # calls redrawn because they could not run where they stood
         tries: dict[int, int] = {}  # per redraw point
         banned = 0  # tools kept away from while redrawing (until the facts change)
         registry = self.grammar.tools
         tool_choice = t.tool_choice
+        domain_bits = self._domain_bits if domain_tools else 0
+
+        def splice(edits: list[tuple[list[Any], str]], node: Tree) -> None:
+            """Replace the texts of logged value tokens of the call just completed (``node``, the
+            tail of the text) and shift every later token, node position and token of the tree."""
+            nonlocal pos, last_char
+            edits = sorted(edits, key=lambda edit: edit[0][2])
+            first = edits[0][0][2]
+            new_texts = {entry[2]: (entry, text) for entry, text in edits}
+            starts: dict[int, int] = {}
+            ends: dict[int, int] = {}
+            delta = 0
+            for k in range(first, len(tok_types)):
+                old_start, old_end = tok_starts[k], tok_ends[k]
+                new_start = old_start + delta
+                edit = new_texts.get(k)
+                if edit is not None:
+                    entry, text = edit
+                    delta += len(text) - len(parts[entry[3]])
+                    parts[entry[3]] = text
+                starts[old_start] = tok_starts[k] = new_start
+                ends[old_end] = tok_ends[k] = old_end + delta
+            pos += delta
+            last_char = parts[-1][-1]
+            replaced = {id(entry[5]): (entry, text) for entry, text in edits if entry[5] is not None}
+            todo: list[Tree] = [node]
+            while todo:
+                tree = todo.pop()
+                meta = tree.meta
+                if not getattr(meta, "empty", True):
+                    if meta.start_pos in starts:
+                        meta.start_pos = starts[meta.start_pos]
+                        meta.column = meta.start_pos + 1
+                    if meta.end_pos in ends:
+                        meta.end_pos = ends[meta.end_pos]
+                        meta.end_column = meta.end_pos + 1
+                children = tree.children
+                for j, child in enumerate(children):
+                    if isinstance(child, Tree):
+                        todo.append(child)
+                    elif isinstance(child, Token) and child.start_pos in starts:
+                        start = starts[child.start_pos]
+                        end = ends.get(child.end_pos, child.end_pos)
+                        if id(child) in replaced:
+                            entry, text = replaced[id(child)]
+                            entry[5] = children[j] = Token(child.type, text, start, 1, start + 1, 1, end + 1, end)
+                        else:
+                            child.start_pos, child.column, child.end_pos, child.end_column = start, start + 1, end, end + 1
+
+        def redraw_values(node: Any, frame: list, call: dict[str, Any], before: frozenset[str]
+                          ) -> list[dict[str, Any]] | None:
+            """Draw the values of the call just completed again, one argument at a time, each
+            knowing the call's other arguments; the calls when some draw fits, else None (the
+            text is left as it was)."""
+            if not isinstance(node, Tree):
+                return None
+            own = frame[5][5]
+            entries = [e for e in rendered if e[0] is own and e[2] >= frame[3]]
+            if not entries:
+                return None
+            tool = registry.tools[call["name"]]
+            full = registry._with_defaults(tool, call["arguments"])
+            drawn: dict[str, list[Any]] = {}
+            for e in entries:
+                drawn.setdefault(e[1].name, []).append(self._value_of(e[1], parts[e[3]]))
+            names = self._redrawable(tool, full, drawn, before, preconditions)
+            if not names:
+                self.counters["values_not_redrawable"] += 1
+                return None
+            for _ in range(VALUE_REDRAWS):
+                for name in reversed(names):
+                    mine = [e for e in entries if e[1].name == name]
+                    known: dict[str, Any] = {k: v for k, v in full.items() if k != name}
+                    edits = []
+                    for entry in mine:
+                        vctx = entry[4]._replace(call=known, state=before)
+                        text = self.sources.render(vctx, rng)
+                        old = parts[entry[3]]
+                        if not text or (text[0] in _NO_SPACE_BEFORE) != (old[0] in _NO_SPACE_BEFORE) or (
+                                text[-1] in _NO_SPACE_AFTER) != (old[-1] in _NO_SPACE_AFTER):
+                            break
+                        edits.append((entry, text))
+                        if entry[1].kind.is_list:
+                            known[name] = [*known.get(name, []), self._value_of(entry[1], text)]
+                        else:
+                            known.setdefault(name, self._value_of(entry[1], text))
+                    else:
+                        undo = [(entry, parts[entry[3]]) for entry, _ in edits]
+                        splice(edits, node)
+                        calls = self._calls_of(node, parts)
+                        if calls is not None and not self._problems(calls, before, preconditions, domain_tools):
+                            self.counters["values_redrawn"] += 1
+                            return calls
+                        splice(undo, node)
+            self.counters["values_not_redrawn"] += 1
+            return None
 
         def push(symbol: str, budget: int, ctx: tuple, node: Any) -> list:
             if node is not None:
@@ -362,7 +561,9 @@ class Generator:
             marks = None
             if code:
                 if code == _K_CALL:
-                    ctx = (x.target, None, None, ctx[3], ctx[4], {})
+                    # the call's values so far, where something reads them (preconditions, domains)
+                    vals = {} if preconditions or x.target in redraw_tools else None
+                    ctx = (x.target, None, None, ctx[3], ctx[4], vals, False)
                     phrasing.append(x.node_id)
                 elif code == _K_FILL or code == _K_REF:
                     tool = ctx[0]
@@ -372,15 +573,22 @@ class Generator:
                         spec = args.get(x.target) if args is not None else None
                     if spec is None:
                         spec = arg_specs.get(x.target)
-                    ctx = (tool, spec, spec.kind if spec is not None else None, ctx[3], ctx[4], ctx[5])
+                    vals = ctx[5]
+                    if vals is not None and spec is not None and x.typed is not None:
+                        if x.typed.kind is SlotKind.CONST:
+                            self._record(vals, spec, self._const_value(spec, x.typed.value or ""))
+                        elif x.typed.kind is SlotKind.EACH:
+                            vals = None  # one call per item: the items are no value of the call
+                    ctx = (tool, spec, spec.kind if spec is not None else None, ctx[3], ctx[4], vals, False)
                 elif code == _K_VAL:
-                    ctx = (ctx[0], ctx[1], x.typed.value_kind or ctx[2], ctx[3], ctx[4], ctx[5])
+                    ctx = (ctx[0], ctx[1], x.typed.value_kind or ctx[2], ctx[3], ctx[4], ctx[5], True)
                 elif code == _K_GROUP:
-                    ctx = (None, None, None, ctx[3], ctx[4], None)
+                    ctx = (None, None, None, ctx[3], ctx[4], None, False)
                 elif code == _K_REVERSED:  # its calls are checked together, in the order they run
-                    ctx = (ctx[0], ctx[1], ctx[2], [], ctx[4], ctx[5])
-            if steer and node is None and (code == _K_CALL or code == _K_REVERSED or code == _K_GROUP
-                                           or symbol in tool_choice):
+                    ctx = (ctx[0], ctx[1], ctx[2], [], ctx[4], ctx[5], ctx[6])
+            if steer and node is None and (preconditions and (
+                    code == _K_CALL or code == _K_REVERSED or code == _K_GROUP or symbol in tool_choice) or (
+                    (code == _K_CALL or symbol in tool_choice) and tool_bits[e] & domain_bits)):
                 # where to come back to when what this frame derives cannot run where it stands
                 marks = (symbol, budget, len(parts), pos, last_char,
                          len(tok_types), len(post), len(phrasing) - (1 if code == _K_CALL else 0),
@@ -388,7 +596,7 @@ class Generator:
             if note is not None:
                 note(e, ctx[_C_UANC])
             if x.user:
-                ctx = (ctx[0], ctx[1], ctx[2], ctx[3], e, ctx[5])
+                ctx = (ctx[0], ctx[1], ctx[2], ctx[3], e, ctx[5], ctx[6])
             return [e, 0, [], len(tok_types), budget - 1, ctx, kids, marks]
 
         stack = [push(t.start, self.max_depth, root_ctx, forced)]
@@ -402,6 +610,7 @@ class Generator:
                 kids = frame[6]
                 given = kids[i] if kids is not None else None
                 if x.is_term[i]:
+                    logged = None
                     if given is not None:
                         text = given
                         if literal.get(child) is None and not t.patterns[child].fullmatch(text):
@@ -411,25 +620,38 @@ class Generator:
                         if text is None:
                             ctx = frame[5]
                             spec = ctx[1]
-                            text = render(ValueContext(
+                            vals = ctx[5]
+                            if spec is not None and not (ctx[6] or x.keep[i]):
+                                vals = None  # a separator inside a slot ("and also"): no value of the argument
+                            vctx = ValueContext(
                                 child, ctx[0], spec, ctx[2], facts,
                                 prefer(ctx[0], spec.name) if prefer is not None and spec is not None else (),
-                            ), rng)
+                                vals if vals is not None else _NO_VALUES,
+                            )
+                            text = render(vctx, rng)
                             if not text:
                                 raise _Failure("render")
-                            if ctx[5] is not None and spec is not None:
-                                ctx[5][spec.name] = text
+                            if vals is not None and spec is not None:
+                                self._record(vals, spec, self._value_of(spec, text))
+                                if ctx[0] in redraw_tools:
+                                    logged = [vals, spec, len(tok_types), 0, vctx, None]
+                                    rendered.append(logged)
                     if pos and not (text[0] in _NO_SPACE_BEFORE or last_char in _NO_SPACE_AFTER):
                         parts.append(" ")
                         pos += 1
                     start = pos
+                    if logged is not None:
+                        logged[3] = len(parts)
                     parts.append(text)
                     pos += len(text)
                     last_char = text[-1]
                     tok_types.append(child)
                     tok_starts.append(start)
                     tok_ends.append(pos)
-                    frame[2].append(Token(child, text, start, 1, start + 1, 1, pos + 1, pos) if x.keep[i] else None)
+                    token = Token(child, text, start, 1, start + 1, 1, pos + 1, pos) if x.keep[i] else None
+                    if logged is not None:
+                        logged[5] = token
+                    frame[2].append(token)
                 else:
                     stack.append(push(child, frame[4], frame[5], given))
                 continue
@@ -458,8 +680,8 @@ class Generator:
                     meta.line, meta.column, meta.end_line, meta.end_column = 1, s + 1, 1, end + 1
                 node = Tree(x.name, filtered, meta)
             code = x.code
-            if steer and (code == _K_CALL or (code == _K_GROUP or code == _K_REVERSED and (
-                    not stack or stack[-1][5][3] is None)) and frame[7] is not None):
+            if steer and (code == _K_CALL or preconditions and (code == _K_GROUP or code == _K_REVERSED and (
+                    not stack or stack[-1][5][3] is None))) and frame[7] is not None:
                 # A call is complete: check it can run after what came before. A group (whose calls
                 # share slots written beside them) and a reversed block (whose calls run in another
                 # order than spoken) are checked again as a whole, from the facts before them.
@@ -467,11 +689,17 @@ class Generator:
                 # (after two tries) the nearest choice among tools is, without the tool that failed.
                 calls = self._calls_of(node, parts)
                 before = facts if code == _K_CALL else frame[7][9]
+                if calls is not None and self._problems(calls, before, preconditions, domain_tools) \
+                        and code == _K_CALL and x.target in redraw_tools and len(calls) == 1:
+                    # keep the words, draw the call's values again knowing all its arguments
+                    fixed = redraw_values(node, frame, calls[0], before)
+                    if fixed is not None:
+                        calls = fixed
                 if calls is None:
-                    if code == _K_CALL:
+                    if code == _K_CALL and preconditions:
                         facts = self._provide(facts, x.target, frame[5][5] or {})
                         blocked = self._blocked(facts) | banned
-                elif registry.sequence_problems(calls, state=before):
+                elif self._problems(calls, before, preconditions, domain_tools):
                     target = None
                     if frame[7] is not None and tries.get(id(frame[7]), 0) < 2:
                         target = (len(stack), frame[7])
@@ -488,8 +716,10 @@ class Generator:
                             banned |= t.tool_bits[x.index]
                         del stack[k:]
                         symbol, budget, n_parts, pos, last_char, n_tok, n_post, n_phr, kept, facts, _b = frame_marks
-                        blocked = self._blocked(facts) | banned
+                        blocked = self._blocked(facts) | banned if preconditions else 0
                         del parts[n_parts:], tok_types[n_tok:], tok_starts[n_tok:], tok_ends[n_tok:]
+                        while rendered and rendered[-1][2] >= n_tok:
+                            rendered.pop()
                         del post[n_post:], phrasing[n_phr:]
                         filled.clear()
                         filled.update(kept)
@@ -500,11 +730,11 @@ class Generator:
                         continue
                     facts = frozenset(registry.state_after(calls, state=before))
                     banned = 0
-                    blocked = self._blocked(facts)
+                    blocked = self._blocked(facts) if preconditions else 0
                 else:
                     facts = frozenset(registry.state_after(calls, state=before))
                     banned = 0
-                    blocked = self._blocked(facts)
+                    blocked = self._blocked(facts) if preconditions else 0
             if code == _K_CALL:
                 if note_tool is not None:
                     note_tool(x.target)

@@ -18,8 +18,9 @@ take at each nonterminal (the rest, from depth budgets to value rendering, is
     Prefers what has not been produced yet (see :mod:`grammar_engine.coverage`).
 
 Every sample is checked before it is yielded: its calls are read off the generated tree and fit
-the tool schemas, the call sequence satisfies the tools' preconditions, and the text parses back to
-exactly those calls (:mod:`grammar_engine.verification`). A sample that fails is never yielded; it
+the tool schemas and their conditional value domains (``"domains"`` in ``tools.json``), the call
+sequence satisfies the tools' preconditions, and the text parses back to exactly those calls
+(:mod:`grammar_engine.verification`). A sample that fails is never yielded; it
 is counted by reason in :attr:`SampleStream.report`, and generation retries (at most
 ``max_attempts`` times per sample, then :class:`~grammar_engine.errors.SamplingError`).
 
@@ -258,6 +259,8 @@ class SampleStream(Iterator[Sample]):
             return "no_calls", None
         if self.grammar.tools.sequence_problems(calls):
             return "precondition", None
+        if any(self.grammar.tools.domain_problems(call) for call in calls):
+            return "domain", None
         return "", (d, calls)
 
 

@@ -62,7 +62,7 @@ from .grammar import MAX_INSTRUCTION_CHARS, Grammar, load, normalize_instruction
 from .parsing import extract_calls
 from .sampling import Sample
 from .slots import SlotKind
-from .tools import ToolRegistry
+from .tools import ToolRegistry, fact_alternatives, fact_placeholders
 from .value_sources import ValueContext, ValueSources
 from .values import MoleculeLexicon, ValueKind, default_lexicon
 
@@ -873,14 +873,19 @@ def _argument_values(registry: ToolRegistry, lexicon: MoleculeLexicon, tool: str
     return item
 
 
-def _fact_values(template: str, arg: str, state: frozenset[str]) -> list[str]:
-    """Values of ``arg`` that make the templated fact ``template`` one of ``state``."""
-    prefix, _, suffix = template.partition("{" + arg + "}")
-    return sorted(f[len(prefix):len(f) - len(suffix) if suffix else None]
-                  for f in state if f.startswith(prefix) and f.endswith(suffix) and len(f) > len(prefix + suffix))
-
-
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+def _ready(registry: ToolRegistry, name: str, state: frozenset[str]) -> bool:
+    """Whether ``name`` can be called now: each requirement is a fact that holds, or is templated
+    over required arguments some facts can fill (optional ones may be left out)."""
+    tool = registry[name]
+    for requirement in tool.requires:
+        holes = fact_placeholders(requirement)
+        if not holes:
+            if not any(fact in state for fact in fact_alternatives(requirement)):
+                return False
+        elif holes <= set(tool.required):
+            if not all(registry.requirement_values(name, hole, {}, state) for hole in holes):
+                return False
+    return True
 
 
 def _call_lists(draw: Callable[[st.SearchStrategy[Any]], Any], registry: ToolRegistry, lexicon: MoleculeLexicon,
@@ -890,45 +895,28 @@ def _call_lists(draw: Callable[[st.SearchStrategy[Any]], Any], registry: ToolReg
     out: list[dict[str, Any]] = []
     size = draw(st.integers(min_size, max_size))
     for _ in range(size):
-        # tools whose untemplated requirements hold now; templated ones are met by drawing the value
-        ready = []
-        for name in names:
-            tool = registry[name]
-            ok = True
-            for fact in tool.requires:
-                holes = _PLACEHOLDER.findall(fact)
-                if not holes:
-                    ok = fact in state
-                elif len(holes) == 1 and holes[0] in tool.required:
-                    ok = bool(_fact_values(fact, holes[0], state))
-                if not ok:
-                    break
-            if ok:
-                ready.append(name)
+        # tools whose requirements can hold now; templated ones are met by drawing the value
+        ready = [name for name in names if _ready(registry, name, state)]
         if not ready:
             break
         name = draw(st.sampled_from(ready))
         tool = registry[name]
         args: dict[str, Any] = {}
-        forced: dict[str, list[str]] = {}
-        for fact in tool.requires:
-            holes = _PLACEHOLDER.findall(fact)
-            if len(holes) == 1:
-                found = _fact_values(fact, holes[0], state)
-                if found:
-                    forced[holes[0]] = found
         for arg, spec in tool.arguments.items():
             if not spec.required and not draw(st.booleans()):
                 continue
-            if arg in forced:
-                args[arg] = draw(st.sampled_from(forced[arg]))
+            # a value the facts allow, given the arguments drawn before it
+            found = registry.requirement_values(name, arg, args, state)
+            if found and not any(key in explicit for key in (f"{name}.{arg}", arg)):
+                item = st.sampled_from(found)
+                args[arg] = draw(st.lists(item, min_size=1, max_size=3) if spec.kind.is_list else item)
             else:
                 args[arg] = draw(_argument_values(registry, lexicon, name, spec, explicit))
         call = registry.normalize_call({"name": name, "arguments": args})
         if registry.validate_call(call) or registry.sequence_problems([*out, call]):
             reject()  # an optional templated argument with no fact to take it from
         out.append(call)
-        state = state | frozenset(registry._facts(tool.provides, call["arguments"]))
+        state = frozenset(registry.state_after([call], state=state))
     if len(out) < min_size:
         reject()
     return out

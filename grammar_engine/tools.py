@@ -21,7 +21,29 @@ that chat templates and function-calling APIs take (:meth:`ToolRegistry.function
 The ``format`` keyword marks molecules (``smiles``) and paths (``path``).
 
 Preconditions are facts: a tool ``requires`` facts and ``provides`` facts; ``{arg}`` in a fact is
-replaced by that argument's value (``"obs:{groupby}"``).
+replaced by that argument's value (``"obs:{groupby}"``), once per item for a list argument (every
+item must meet a requirement); a fact naming an argument the call leaves out does not apply, and
+``{arg?}`` is replaced by nothing, so ``"log1p{min_counts?}"`` is the fact ``log1p`` when
+``min_counts`` is given. A requirement may name alternatives separated by ``|``
+(``"numeric:{keys} | var:{keys}"``: each key is a numeric obs key or a gene); it holds when one of
+them does.
+
+Conditional value domains (``"domains"`` of a tool) say which values an argument takes given the
+values of other arguments of the same call; they are data for the samplers, not part of the
+JSON Schema a model sees::
+
+    "domains": [
+      {"when": {"reaction": "amide_coupling"}, "argument": "reactants",
+       "one_of_each": [["CC(=O)O", ...], ["CCN", ...]],
+       "description": "a carboxylic acid and an amine"}
+    ]
+
+``when`` maps arguments to a value or a list of values (any of them; defaults count); a domain
+without ``when`` always applies. ``values`` lists the allowed values (each item of a list
+argument must be one of them); ``one_of_each`` (list arguments only) asks for one item from each
+list, in any order. Every domain that applies must hold. Parsing never checks domains (a person
+may write any valid molecule); :meth:`ToolRegistry.domain_problems` does, and the samplers reject
+a sample whose calls break one (``validate_call(call, domains=True)``).
 """
 
 from __future__ import annotations
@@ -30,7 +52,8 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +61,39 @@ from typing import Any
 from .errors import Location, ToolBindingError
 from .values import ValueKind
 
-__all__ = ["ArgumentSpec", "ToolCall", "ToolRegistry", "ToolSchema"]
+__all__ = [
+    "ArgumentSpec", "ToolCall", "ToolRegistry", "ToolSchema", "ValueDomain", "fact_alternatives",
+    "fact_placeholders",
+]
 
 ToolCall = dict[str, Any]
 """A call in the JSON form of the contract: ``{"name": str, "arguments": {arg: value}}``."""
 
 _JSON_TYPES = {"integer", "number", "boolean", "string", "array"}
+_MISSING = object()
+_PLACEHOLDER = re.compile(r"{(\w+)\??}")  # {arg} (its value) or {arg?} (nothing: "when arg is given")
+
+
+def fact_alternatives(requirement: str) -> tuple[str, ...]:
+    """The alternatives of a required fact template, ``"a:{x} | b:{x}"`` -> ``("a:{x}", "b:{x}")``."""
+    return tuple(part.strip() for part in requirement.split("|"))
+
+
+def fact_placeholders(template: str) -> set[str]:
+    """The arguments a fact template names, ``"label:{key}:{values}"`` -> ``{"key", "values"}``."""
+    return set(_PLACEHOLDER.findall(template))
+
+
+def fill_fact(template: str, values: Mapping[str, Any]) -> str:
+    """The fact a template gives for one value per argument: ``{arg}`` becomes the value,
+    ``{arg?}`` nothing (the fact holds only when ``arg`` is given).
+
+    Raises
+    ------
+    KeyError
+        When ``values`` lacks an argument the template names.
+    """
+    return _PLACEHOLDER.sub(lambda m: "" if m.group(0).endswith("?}") else str(values[m.group(1)]), template)
 
 
 @dataclass(frozen=True)
@@ -131,6 +181,139 @@ class ArgumentSpec:
         return None
 
 
+def _value_key(value: Any) -> tuple[str, Any]:
+    """A hashable key under which JSON values compare as :func:`_same_value` compares them."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("number", float(value))
+    return ("other", value)
+
+
+def _assignable(items: Sequence[Any], groups: Sequence[frozenset[tuple[str, Any]]]) -> bool:
+    """Whether each item can be given its own group that holds it (an injective assignment)."""
+    if len(items) > len(groups):
+        return False
+
+    def assign(index: int, used: int) -> bool:
+        if index == len(items):
+            return True
+        key = _value_key(items[index])
+        for g, group in enumerate(groups):
+            if not used & (1 << g) and key in group and assign(index + 1, used | (1 << g)):
+                return True
+        return False
+
+    return assign(0, 0)
+
+
+@dataclass(frozen=True)
+class ValueDomain:
+    """The values one argument takes when other arguments of the same call have given values.
+
+    Read from a tool's ``"domains"`` in ``tools.json`` (see the module docstring).
+
+    Attributes
+    ----------
+    argument
+        The argument whose values are constrained.
+    when
+        ``(argument, allowed values)`` pairs that must all hold for the domain to apply.
+    values
+        The allowed values (every item of a list argument must be one), or None.
+    one_of_each
+        For a list argument: one item from each of these lists, in any order; or None.
+    description
+        What the domain means, quoted in problem messages.
+    """
+
+    argument: str
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    values: tuple[Any, ...] | None = None
+    one_of_each: tuple[tuple[Any, ...], ...] | None = None
+    description: str = ""
+    _value_keys: frozenset[tuple[str, Any]] = field(init=False, repr=False, compare=False)
+    _groups: tuple[frozenset[tuple[str, Any]], ...] = field(init=False, repr=False, compare=False)
+    _when_keys: tuple[tuple[str, frozenset[tuple[str, Any]]], ...] = field(init=False, repr=False, compare=False)
+    _memo: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                           compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_value_keys", frozenset(_value_key(v) for v in self.values or ()))
+        object.__setattr__(self, "_groups", tuple(
+            frozenset(_value_key(v) for v in group) for group in self.one_of_each or ()))
+        object.__setattr__(self, "_when_keys", tuple(
+            (name, frozenset(_value_key(a) for a in allowed)) for name, allowed in self.when))
+
+    def applies(self, args: Mapping[str, Any]) -> bool | None:
+        """True when every condition holds for ``args``, False when one fails, None when one
+        names an argument ``args`` does not hold (not decided yet)."""
+        undecided = False
+        for name, allowed in self._when_keys:
+            value = args.get(name)
+            if value is None or isinstance(value, list):
+                undecided = True
+            elif _value_key(value) not in allowed:
+                return False
+        return None if undecided else True
+
+    def condition_text(self) -> str:
+        """The conditions in words: ``"reaction is 'amide_coupling'"``."""
+        parts = []
+        for name, allowed in self.when:
+            if len(allowed) == 1:
+                parts.append(f"{name} is {allowed[0]!r}")
+            else:
+                parts.append(f"{name} is one of {list(allowed)}")
+        return " and ".join(parts)
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` (the argument's whole value) is outside the domain, or None."""
+        items = value if isinstance(value, list) else [value]
+        if self.values is not None:
+            keys = self._value_keys
+            bad = [v for v in items if _value_key(v) not in keys]
+            if bad:
+                return f"{bad[0]!r} is not one of the {len(keys)} values allowed"
+        if self.one_of_each is not None:
+            groups = self._groups
+            if len(items) != len(groups) or not _assignable(items, groups):
+                return f"{value!r} is not one value from each of {len(groups)} lists"
+        return None
+
+    def candidates(self, chosen: Sequence[Any] = ()) -> list[Any]:
+        """The values the next item may take after the items ``chosen`` (for a scalar argument,
+        with nothing chosen: its allowed values), in schema order."""
+        if self.values is not None and self.one_of_each is None:
+            return list(self.values)
+        groups = self._groups
+        if len(chosen) >= len(groups):
+            return []
+        key = tuple(_value_key(c) for c in chosen)
+        found = self._memo.get(key)
+        if found is None:
+            found = tuple(self._candidates(chosen))
+            if len(self._memo) > 4096:
+                self._memo.clear()
+            self._memo[key] = found
+        return list(found)
+
+    def _candidates(self, chosen: Sequence[Any]) -> list[Any]:
+        groups = self._groups
+        keys = self._value_keys
+        out: list[Any] = []
+        seen: set[tuple[str, Any]] = set()
+        for group in self.one_of_each or ():
+            for value in group:
+                key = _value_key(value)
+                if key in seen or (self.values is not None and key not in keys):
+                    continue
+                seen.add(key)
+                if _assignable([*chosen, value], groups):
+                    out.append(value)
+        return out
+
+
 @dataclass(frozen=True)
 class ToolSchema:
     """A tool: its name, description, JSON Schema parameters and preconditions."""
@@ -142,6 +325,7 @@ class ToolSchema:
     provides: tuple[str, ...] = ()
     forbids: tuple[str, ...] = ()
     location: Location | None = None
+    domains: tuple[ValueDomain, ...] = ()
 
     @property
     def arguments(self) -> dict[str, ArgumentSpec]:
@@ -175,6 +359,33 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+@lru_cache(maxsize=4096)
+def _fact_pattern(template: str, argument: str, fixed: tuple[tuple[str, str], ...]) -> tuple[str, re.Pattern[str]]:
+    """The literal start of the facts ``template`` gives, and a pattern matching them that captures
+    ``argument`` as ``value``; placeholders in ``fixed`` are those values, the others match anything."""
+    known = dict(fixed)
+    first = _PLACEHOLDER.search(template)
+    prefix = template[:first.start()] if first else template
+    pieces = []
+    last = 0
+    seen = False
+    for match in _PLACEHOLDER.finditer(template):
+        pieces.append(re.escape(template[last:match.start()]))
+        name = match.group(1)
+        if match.group(0).endswith("?}"):
+            pass  # "when given": no text
+        elif name == argument:
+            pieces.append("(?P=value)" if seen else "(?P<value>.+?)")
+            seen = True
+        elif name in known:
+            pieces.append(re.escape(known[name]))
+        else:
+            pieces.append(".+?")
+        last = match.end()
+    pieces.append(re.escape(template[last:]))
+    return prefix, re.compile("".join(pieces), re.DOTALL)
+
+
 def _line_of(text: str, needle: str) -> int:
     index = text.find(needle)
     return text.count("\n", 0, index) + 1 if index >= 0 else 0
@@ -189,6 +400,11 @@ class ToolRegistry:
     initial_state: tuple[str, ...] = ()
     value_sources: dict[str, list[str]] = field(default_factory=dict)
     source: str = "<tools>"
+    _requirement_cache: dict[tuple[Any, ...], tuple[str, ...] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+    _related: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, init=False, repr=False,
+                                                            compare=False)
+    _defaults: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -242,24 +458,31 @@ class ToolRegistry:
                 raise ToolBindingError(f"tool {name!r} is defined twice", loc)
             params = entry.get("parameters", {"type": "object", "properties": {}})
             cls._check_parameters(name, params, loc)
+            facts = {key: cls._check_facts(name, key, entry.get(key, []), params, loc)
+                     for key in ("requires", "provides", "forbids")}
             tools[name] = ToolSchema(
                 name=name,
                 description=str(entry.get("description", "")),
                 parameters=params,
-                requires=tuple(entry.get("requires", ())),
-                provides=tuple(entry.get("provides", ())),
-                forbids=tuple(entry.get("forbids", ())),
+                requires=facts["requires"],
+                provides=facts["provides"],
+                forbids=facts["forbids"],
                 location=loc,
+                domains=cls._read_domains(name, entry.get("domains", []), params, loc),
             )
         values = data.get("values", {})
         if not isinstance(values, dict) or not all(
             isinstance(v, list) and all(isinstance(s, str) for s in v) for v in values.values()
         ):
             raise ToolBindingError("'values' must map terminal names to lists of strings", where)
+        state = data.get("state", [])
+        if not isinstance(state, list) or not all(isinstance(f, str) and f for f in state):
+            raise ToolBindingError("'state' must be a list of fact strings", where,
+                                   hint='the facts true before the first call, e.g. ["obs:cell_type"]')
         return cls(
             domain=str(data.get("domain", Path(source).parent.name)),
             tools=tools,
-            initial_state=tuple(data.get("state", ())),
+            initial_state=tuple(state),
             value_sources={k: list(v) for k, v in values.items()},
             source=source,
         )
@@ -281,6 +504,108 @@ class ToolRegistry:
         for arg in params.get("required", []):
             if arg not in props:
                 raise ToolBindingError(f"{tool!r} requires {arg!r}, which is not a property", loc)
+
+    @staticmethod
+    def _check_facts(tool: str, key: str, facts: Any, params: Mapping[str, Any], loc: Location) -> tuple[str, ...]:
+        """The fact templates of ``key`` (requires, provides, forbids), checked."""
+        if not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts):
+            raise ToolBindingError(f"'{key}' of {tool!r} must be a list of non-empty strings", loc)
+        props = params.get("properties", {})
+        for fact in facts:
+            if key != "requires" and "|" in fact:
+                raise ToolBindingError(
+                    f"{key} fact {fact!r} of {tool!r} has alternatives ('|'); only 'requires' may", loc)
+            for alternative in fact_alternatives(fact):
+                if not alternative:
+                    raise ToolBindingError(f"{key} fact {fact!r} of {tool!r} has an empty alternative", loc)
+                for name in _PLACEHOLDER.findall(alternative):
+                    if name not in props:
+                        raise ToolBindingError(
+                            f"{key} fact {fact!r} of {tool!r} names {{{name}}}, which is not an argument of {tool!r}",
+                            loc, hint=f"arguments of {tool}: {sorted(props)}",
+                        )
+        return tuple(facts)
+
+    @staticmethod
+    def _read_domains(tool: str, raw: Any, params: Mapping[str, Any], loc: Location) -> tuple[ValueDomain, ...]:
+        """The conditional value domains of ``tool``, each checked against the tool's arguments."""
+        if not isinstance(raw, list):
+            raise ToolBindingError(f"'domains' of {tool!r} must be a list of objects", loc)
+        props = params.get("properties", {})
+        required = set(params.get("required", ()))
+        domains = []
+        for index, entry in enumerate(raw):
+            where = f"domains[{index}] of {tool!r}"
+            if not isinstance(entry, dict):
+                raise ToolBindingError(f"{where} must be an object", loc)
+            unknown = sorted(set(entry) - {"argument", "when", "values", "one_of_each", "description"})
+            if unknown:
+                raise ToolBindingError(
+                    f"{where} has unknown keys {unknown}", loc,
+                    hint="a domain has 'argument', 'when', 'values' or 'one_of_each', and 'description'",
+                )
+            arg = entry.get("argument")
+            if not isinstance(arg, str) or arg not in props:
+                raise ToolBindingError(
+                    f"{where} names argument {arg!r}, which is not an argument of {tool!r}", loc,
+                    hint=f"arguments of {tool}: {sorted(props)}",
+                )
+            where = f"domains[{index}] of {tool}.{arg}"
+            spec = ArgumentSpec(arg, props[arg], arg in required)
+            when = entry.get("when", {})
+            if not isinstance(when, dict):
+                raise ToolBindingError(f"{where}: 'when' must map arguments to a value or a list of values", loc)
+            conditions = []
+            for name, allowed in when.items():
+                if name not in props or name == arg:
+                    raise ToolBindingError(
+                        f"{where}: 'when' names {name!r}, which is not another argument of {tool!r}", loc)
+                cond = ArgumentSpec(name, props[name], name in required)
+                if cond.kind.is_list:
+                    raise ToolBindingError(f"{where}: 'when' cannot test the list argument {tool}.{name}", loc)
+                options = allowed if isinstance(allowed, list) else [allowed]
+                for option in options:
+                    reason = cond.validate(option)
+                    if reason:
+                        raise ToolBindingError(f"{where}: 'when' value {option!r} does not fit {tool}.{name}: {reason}", loc)
+                if not options:
+                    raise ToolBindingError(f"{where}: 'when' gives {tool}.{name} no value", loc)
+                conditions.append((name, tuple(options)))
+            values = entry.get("values")
+            groups = entry.get("one_of_each")
+            if (values is None) == (groups is None):
+                raise ToolBindingError(f"{where} needs exactly one of 'values' and 'one_of_each'", loc)
+
+            def checked(items: Any, what: str) -> tuple[Any, ...]:
+                if not isinstance(items, list) or not items:
+                    raise ToolBindingError(f"{where}: '{what}' must be a non-empty list", loc)
+                for item in items:
+                    reason = spec.validate([item] if spec.kind.is_list else item)
+                    if reason:
+                        raise ToolBindingError(f"{where}: '{what}' holds {item!r}, which does not fit: {reason}", loc)
+                return tuple(items)
+
+            if groups is not None:
+                if not spec.kind.is_list:
+                    raise ToolBindingError(f"{where}: 'one_of_each' needs a list argument, {tool}.{arg} is not", loc)
+                if not isinstance(groups, list) or not groups:
+                    raise ToolBindingError(f"{where}: 'one_of_each' must be a non-empty list of lists", loc)
+                low, high = spec.schema.get("minItems", 1), spec.schema.get("maxItems")
+                if len(groups) < low or (high is not None and len(groups) > high):
+                    raise ToolBindingError(
+                        f"{where}: 'one_of_each' has {len(groups)} lists, but {tool}.{arg} takes "
+                        f"{low} to {high if high is not None else 'any number of'} items", loc)
+                group_values = tuple(checked(g, "one_of_each") for g in groups)
+            description = entry.get("description", "")
+            if not isinstance(description, str):
+                raise ToolBindingError(f"{where}: 'description' must be a string", loc)
+            domains.append(ValueDomain(
+                argument=arg, when=tuple(conditions),
+                values=checked(values, "values") if values is not None else None,
+                one_of_each=group_values if groups is not None else None,
+                description=description,
+            ))
+        return tuple(domains)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -311,8 +636,41 @@ class ToolRegistry:
 
     # -- validation and normalization ----------------------------------------------------------
 
-    def validate_call(self, call: Mapping[str, Any]) -> list[str]:
-        """Every reason ``call`` does not fit its tool's schema (empty when it fits)."""
+    def domains_of(self, tool: str, argument: str) -> tuple[ValueDomain, ...]:
+        """The conditional value domains of ``tool.argument`` (empty when it has none)."""
+        schema = self.tools.get(tool)
+        if schema is None or not schema.domains:
+            return ()
+        return tuple(d for d in schema.domains if d.argument == argument)
+
+    def domain_problems(self, call: Mapping[str, Any]) -> list[str]:
+        """Every conditional value domain (``"domains"`` in ``tools.json``) that ``call`` breaks.
+
+        A domain is checked when its conditions hold for the call's arguments (defaults
+        included) and the call gives its argument; an unknown tool has no domains.
+        """
+        name = call.get("name") if isinstance(call, Mapping) else None
+        tool = self.tools.get(name) if isinstance(name, str) else None
+        if tool is None or not tool.domains or not isinstance(call.get("arguments", {}), Mapping):
+            return []
+        args = self._with_defaults(tool, call.get("arguments") or {})
+        problems = []
+        for domain in tool.domains:
+            if args.get(domain.argument) is None or domain.applies(args) is not True:
+                continue
+            reason = domain.problem(args[domain.argument])
+            if reason:
+                condition = f" when {domain.condition_text()}" if domain.when else ""
+                meaning = f" ({domain.description})" if domain.description else ""
+                problems.append(f"{tool.name}: {domain.argument} {reason}{condition}{meaning}")
+        return problems
+
+    def validate_call(self, call: Mapping[str, Any], *, domains: bool = False) -> list[str]:
+        """Every reason ``call`` does not fit its tool's schema (empty when it fits).
+
+        With ``domains``, the conditional value domains are checked too
+        (:meth:`domain_problems`); parsing leaves them out, samplers check them.
+        """
         if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
             return [f"a call must be an object with a 'name', got {call!r}"]
         name = call["name"]
@@ -331,6 +689,8 @@ class ToolRegistry:
                     problems.append(f"{name}: {reason}")
         problems += [f"{name} is missing required argument {arg!r}"
                      for arg in tool.required if args.get(arg) is None]
+        if domains and not problems:
+            problems += self.domain_problems(call)
         return problems
 
     def normalize_call(
@@ -373,18 +733,111 @@ class ToolRegistry:
         """Fill ``{arg}`` in fact templates; a list argument gives one fact per item."""
         facts = []
         for template in templates:
-            names = re.findall(r"{(\w+)}", template)
+            names = sorted(fact_placeholders(template))
             if any(name not in args or args[name] is None for name in names):
                 continue  # the fact names an argument the call leaves out
             choices = [args[n] if isinstance(args[n], list) else [args[n]] for n in names]
             for combo in itertools.product(*choices):
-                facts.append(template.format(**dict(zip(names, combo))))
+                facts.append(fill_fact(template, dict(zip(names, combo))))
         return facts
 
     def _with_defaults(self, tool: ToolSchema, args: Mapping[str, Any]) -> dict[str, Any]:
-        full = {name: spec.default for name, spec in tool.arguments.items() if spec.has_default}
+        defaults = self._defaults.get(tool.name)
+        if defaults is None or self.tools.get(tool.name) is not tool:
+            defaults = {name: spec.default for name, spec in tool.arguments.items() if spec.has_default}
+            if self.tools.get(tool.name) is tool:
+                self._defaults[tool.name] = defaults
+        full = dict(defaults)
         full.update({k: v for k, v in args.items() if v is not None})
         return full
+
+    @staticmethod
+    def _unmet(requirement: str, args: Mapping[str, Any], facts: set[str] | frozenset[str]) -> list[str]:
+        """The ways ``requirement`` fails for ``args``: one message part per failing item combination.
+
+        A list argument is checked item by item; an alternative naming an argument the call
+        leaves out is dropped, and a requirement left with no alternative does not apply.
+        """
+        alternatives = [a for a in fact_alternatives(requirement)
+                        if all(args.get(n) is not None for n in _PLACEHOLDER.findall(a))]
+        if not alternatives:
+            return []
+        names = sorted({n for a in alternatives for n in _PLACEHOLDER.findall(a)})
+        choices = [args[n] if isinstance(args[n], list) else [args[n]] for n in names]
+        unmet = []
+        for combo in itertools.product(*choices):
+            values = dict(zip(names, combo))
+            filled = [fill_fact(a, values) for a in alternatives]
+            if not any(fact in facts for fact in filled):
+                text = " or ".join(repr(f) for f in dict.fromkeys(filled))
+                if text not in unmet:
+                    unmet.append(text)
+        return unmet
+
+    def requirement_values(
+        self, tool: str, argument: str, known: Mapping[str, Any], facts: Iterable[str]
+    ) -> list[str] | None:
+        """The values of ``argument`` that meet every requirement of ``tool`` naming it, read off ``facts``.
+
+        ``known`` holds the other arguments of the call decided so far (list arguments as lists);
+        a placeholder of an argument not known yet matches anything. A requirement that another
+        of its alternatives already meets puts no constraint on ``argument``.
+
+        Returns
+        -------
+        list of str or None
+            The values, sorted; None when no requirement of ``tool`` names ``argument``.
+        """
+        schema = self.tools.get(tool)
+        if schema is None:
+            return None
+        placeholder = "{" + argument + "}"
+        facts = facts if isinstance(facts, frozenset) else frozenset(facts)
+        relevant = self._related.get((tool, argument))
+        if relevant is None:
+            relevant = frozenset(n for r in schema.requires if placeholder in r for n in fact_placeholders(r))
+            self._related[(tool, argument)] = relevant
+        args = {k: v for k, v in known.items() if k in relevant and k != argument and v is not None and v != []}
+        key = (tool, argument, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in args.items())),
+               facts)
+        cached = self._requirement_cache.get(key, _MISSING)
+        if cached is not _MISSING:
+            return list(cached) if cached is not None else None
+        result = self._requirement_values(schema, argument, args, facts)
+        if len(self._requirement_cache) > 8192:
+            self._requirement_cache.clear()
+        self._requirement_cache[key] = tuple(result) if result is not None else None
+        return result
+
+    def _requirement_values(self, schema: ToolSchema, argument: str, args: dict[str, Any],
+                            facts: frozenset[str]) -> list[str] | None:
+        placeholder = "{" + argument + "}"
+        found: set[str] | None = None
+        for requirement in schema.requires:
+            alternatives = fact_alternatives(requirement)
+            naming = [a for a in alternatives if placeholder in a]
+            if not naming:
+                continue
+            others = [a for a in alternatives if placeholder not in a]
+            if any(not self._unmet(a, args, facts) and all(n in args for n in _PLACEHOLDER.findall(a))
+                   for a in others):
+                continue  # met whatever the value of argument
+            names = sorted({n for a in naming for n in _PLACEHOLDER.findall(a) if n != argument and n in args})
+            choices = [args[n] if isinstance(args[n], list) else [args[n]] for n in names]
+            allowed: set[str] | None = None
+            for combo in itertools.product(*choices):
+                fixed = tuple(zip(names, (str(v) for v in combo)))
+                here: set[str] = set()
+                for alternative in naming:
+                    prefix, pattern = _fact_pattern(alternative, argument, fixed)
+                    for fact in facts:
+                        if fact.startswith(prefix):
+                            match = pattern.fullmatch(fact)
+                            if match is not None and match.group("value"):
+                                here.add(match.group("value"))
+                allowed = here if allowed is None else allowed & here
+            found = allowed if found is None else found & (allowed or set())
+        return sorted(found) if found is not None else None
 
     def sequence_problems(
         self, calls: Iterable[Mapping[str, Any]], state: Iterable[str] | None = None
@@ -401,9 +854,9 @@ class ToolRegistry:
             if tool is None:
                 continue
             args = self._with_defaults(tool, call.get("arguments") or {})
-            for fact in self._facts(tool.requires, args):
-                if fact not in facts:
-                    problems.append(f"call {position + 1} ({tool.name}) needs {fact!r} first")
+            for requirement in tool.requires:
+                for unmet in self._unmet(requirement, args, facts):
+                    problems.append(f"call {position + 1} ({tool.name}) needs {unmet} first")
             for fact in self._facts(tool.forbids, args):
                 if fact in facts:
                     problems.append(f"call {position + 1} ({tool.name}) cannot follow {fact!r}")

@@ -9,8 +9,14 @@ node. Each :class:`ValueSourceKind` names one way of answering; the sources are 
 ==============  ==================================================================================
 source          renders
 ==============  ==================================================================================
-precondition    a value that makes the call's templated precondition hold (``obs:{groupby}``:
-                an obs key some earlier call provided)
+domain          a value of the argument's conditional value domain (``"domains"`` in
+                ``tools.json``) that fits the values the call already has (reactants that fit
+                the reaction); when a condition is not decided yet, one of the domains it may
+                still meet (the generator redraws the values if the guess proves wrong)
+precondition    a value that makes the call's templated preconditions hold, given the call's other
+                values (``obs:{groupby}``: an obs key some earlier call provided;
+                ``label:{key}:{values}``: a label of the chosen key), preferring values the
+                terminal's listed source also offers and values the list does not hold yet
 enum            one of the argument's enum values, spelled in a form the terminal admits
                 (``seurat_v3``, ``seurat v3``, ``seurat-v3``)
 numeric         a number in the argument's ``[minimum, maximum]`` (edges included), spelled in a
@@ -34,9 +40,10 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import InvalidArgument
@@ -68,6 +75,7 @@ __all__ = [
 class ValueSourceKind(str, Enum):
     """The built-in value sources, in the order they are tried."""
 
+    DOMAIN = "domain"
     PRECONDITION = "precondition"
     ENUM = "enum"
     NUMERIC = "numeric"
@@ -96,6 +104,9 @@ class ValueContext(NamedTuple):
         Precondition facts true before the enclosing call.
     prefer
         Values a guide (the coverage generator) wants for this argument, tried first.
+    call
+        The values the enclosing call has so far, by argument (a list argument as the list of
+        its items so far, this argument's included); read-only.
     """
 
     terminal: str
@@ -104,6 +115,7 @@ class ValueContext(NamedTuple):
     value_kind: ValueKind | None = None
     state: frozenset[str] = frozenset()
     prefer: tuple[Any, ...] = ()
+    call: Mapping[str, Any] = MappingProxyType({})
 
 
 ValueSource = Callable[[ValueContext, random.Random], "str | None"]
@@ -458,7 +470,8 @@ class ValueSources:
             raise InvalidArgument(f"unknown value sources {unknown}; registered: {sorted(_FACTORIES)}")
         self._sources = [(k, _FACTORIES[k](self)) for k in self.order]
         # outside any slot, the schema-driven sources have nothing to go on
-        slot_only = {ValueSourceKind.PRECONDITION.value, ValueSourceKind.ENUM.value, ValueSourceKind.NUMERIC.value}
+        slot_only = {ValueSourceKind.DOMAIN.value, ValueSourceKind.PRECONDITION.value, ValueSourceKind.ENUM.value,
+                     ValueSourceKind.NUMERIC.value}
         self._plain_sources = [(k, f) for k, f in self._sources if k not in slot_only]
 
     # helpers shared by the sources ----------------------------------------------------------------
@@ -536,6 +549,8 @@ class ValueSources:
                     "{" + spec.name + "}" in fact for fact in tools[ctx.tool].requires
                 ):
                     skip.add(ValueSourceKind.PRECONDITION.value)
+                if spec is None or ctx.tool is None or not tools.domains_of(ctx.tool, spec.name):
+                    skip.add(ValueSourceKind.DOMAIN.value)
                 found = [(k, f) for k, f in self._sources if k not in skip]
             if len(self._by_context) > 65536:
                 self._by_context.clear()
@@ -554,24 +569,106 @@ class ValueSources:
         return None
 
 
+def _listed_values(sources: ValueSources, terminal: str) -> list[str] | None:
+    """``tools.json`` ``values`` of a terminal (by full or unqualified name), or None."""
+    listed = sources.grammar.tools.value_sources
+    values = listed.get(terminal)
+    if values is None:
+        values = listed.get(terminal.rsplit("__", 1)[-1].lstrip("_"))
+    return values
+
+
+def _fresh_first(values: list[Any], used: Any, rng: random.Random) -> Any:
+    """One of ``values``, drawn among those not in ``used`` (a list so far) when there are any."""
+    if isinstance(used, list) and used:
+        fresh = [v for v in values if v not in used]
+        if fresh:
+            return fresh[int(rng.random() * len(fresh))]
+    return values[int(rng.random() * len(values))]
+
+
 def _precondition_source(sources: ValueSources) -> ValueSource:
     tools = sources.grammar.tools
 
     def render(ctx: ValueContext, rng: random.Random) -> str | None:
         if ctx.tool is None or ctx.argument is None or ctx.tool not in tools:
             return None
-        placeholder = "{" + ctx.argument.name + "}"
-        for template in tools[ctx.tool].requires:
-            if placeholder not in template:
-                continue
-            prefix, _, suffix = template.partition(placeholder)
-            values = sorted(
-                f[len(prefix):len(f) - len(suffix) if suffix else None]
-                for f in ctx.state if f.startswith(prefix) and f.endswith(suffix)
-            )
-            values = [v for v in values if v and sources.matches(ctx.terminal, v)]
-            if values:
-                return rng.choice(values)
+        name = ctx.argument.name
+        found = tools.requirement_values(ctx.tool, name, ctx.call, ctx.state)
+        if not found:
+            return None
+        values = [v for v in found if sources.matches(ctx.terminal, v)]
+        listed = _listed_values(sources, ctx.terminal)
+        if listed:  # keep the terminal's kind of value (a gene for GENE, an obs key for OBS_KEY)
+            values = [v for v in values if v in listed] or values
+        if not values:
+            return None
+        return _fresh_first(values, ctx.call.get(name), rng)
+
+    return render
+
+
+def _domain_source(sources: ValueSources) -> ValueSource:
+    grammar = sources.grammar
+    tools = grammar.tools
+    names_of: dict[str, list[str]] = {}  # SMILES -> the lexicon names that read as it
+    for name in grammar.lexicon.names:
+        smiles = grammar.lexicon.smiles(name)
+        if smiles:
+            names_of.setdefault(smiles, []).append(name)
+    forms: dict[tuple[str, Any, ValueKind], list[str]] = {}
+
+    def forms_of(terminal: str, value: Any, kind: ValueKind) -> list[str]:
+        key = (terminal, value, kind)
+        found = forms.get(key)
+        if found is None:
+            if kind is ValueKind.MOLECULE:
+                texts = [*names_of.get(value, ()), str(value)]
+            elif kind is ValueKind.ENUM:
+                texts = enum_forms(str(value))
+            elif kind in (ValueKind.INT, ValueKind.NUMBER) and isinstance(value, (int, float)):
+                texts = number_forms(value)
+            elif kind is ValueKind.BOOL:
+                texts = ["true" if value else "false", "yes" if value else "no"]
+            else:
+                texts = [str(value)]
+            found = [t for t in dict.fromkeys(texts) if sources.matches(terminal, t)]
+            if len(forms) > 65536:
+                forms.clear()
+            forms[key] = found
+        return found
+
+    def render(ctx: ValueContext, rng: random.Random) -> str | None:
+        spec = ctx.argument
+        if ctx.tool is None or spec is None:
+            return None
+        domains = tools.domains_of(ctx.tool, spec.name)
+        if not domains:
+            return None
+        call = tools._with_defaults(tools.tools[ctx.tool], ctx.call)  # conditions on defaults hold too
+        chosen = call.get(spec.name) if spec.kind.is_list else None
+        chosen = list(chosen) if isinstance(chosen, list) else []
+        holding = [d for d in domains if d.applies(call) is True]
+        if not holding:
+            open_ = [d for d in domains if d.applies(call) is None and d.candidates(chosen)]
+            if not open_:
+                return None
+            holding = [open_[int(rng.random() * len(open_))]]  # a guess, redrawn if proved wrong
+        allowed: list[Any] | None = None
+        for domain in holding:
+            values = domain.candidates(chosen)
+            allowed = values if allowed is None else [v for v in allowed if v in values]
+        if not allowed:
+            return None
+        kind = spec.kind.item_kind
+        wanted = [v for v in ctx.prefer if v in allowed]
+        order = wanted + [v for v in rng.sample(allowed, len(allowed)) if v not in wanted]
+        if chosen:  # an item the list does not hold yet, when there is one
+            order = [v for v in order if v not in chosen] + [v for v in order if v in chosen]
+        for value in order:
+            texts = forms_of(ctx.terminal, value, kind)
+            if texts:
+                return texts[int(rng.random() * len(texts))]
         return None
 
     return render
@@ -633,13 +730,9 @@ def _molecule_source(sources: ValueSources) -> ValueSource:
 
 
 def _listed_source(sources: ValueSources) -> ValueSource:
-    listed = sources.grammar.tools.value_sources
-
     def render(ctx: ValueContext, rng: random.Random) -> str | None:
         name = ctx.terminal
-        values = listed.get(name)
-        if values is None:
-            values = listed.get(name.rsplit("__", 1)[-1].lstrip("_"))
+        values = _listed_values(sources, name)
         if not values:
             return None
         found = sources.matching("listed", name, values)
@@ -655,6 +748,7 @@ def _regex_source(sources: ValueSources) -> ValueSource:
     return render
 
 
+register_value_source(ValueSourceKind.DOMAIN, _domain_source)
 register_value_source(ValueSourceKind.PRECONDITION, _precondition_source)
 register_value_source(ValueSourceKind.ENUM, _enum_source)
 register_value_source(ValueSourceKind.NUMERIC, _numeric_source)

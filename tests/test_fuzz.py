@@ -136,9 +136,6 @@ def test_malformed_tool_dict_is_a_tool_binding_error(data):
         _assert_located(error, "<tools>")
 
 
-@pytest.mark.xfail(strict=False, raises=TypeError,
-                   reason="tools.py accepts non-string 'state'/'requires'/'provides' entries and fails later, "
-                          "in sequence_problems (reported to the owner of tools.py)")
 @settings(FUZZ, max_examples=60, phases=[Phase.generate])
 @given(mutated_tools())
 def test_loaded_tool_schemas_are_usable(data):
