@@ -266,3 +266,78 @@ def test_recorded_parse_to_gold_rate(chem):
         if not row.get("calls"):
             with pytest.raises(InstructionParseError):
                 chem.parse(row["instruction"])
+
+
+# -- regressions: each pins a fixed bug or a phrasing the grammar once missed ------------------------
+
+def tani(a, b, **kw): return call("tanimoto_similarity", molecule_a=a, molecule_b=b, **kw)
+def ss(q, lib, **kw): return call("similarity_search", query=q, library=lib, **kw)
+
+
+REGRESSIONS = [
+    # a keyword never ends inside a word: "limit top 1" was "limit to" + "p"
+    ("similarity search for aspirin in library.smi limit top 1", [ss("aspirin", "library.smi", top_k=1)]),
+    ("similarity search for aspirin in library.smi limit 3", [ss("aspirin", "library.smi", top_k=3)]),
+    # "after that" is a connector, not "after" + a pronoun (which parsed to no calls)
+    ("canonical smiles for aspirin after that canon smiles",
+     [call("canonical_smiles", molecule="aspirin"), call("canonical_smiles", molecule="aspirin")]),
+    ("canonical smiles for aspirin, after that its inchikey",
+     [call("canonical_smiles", molecule="aspirin"), call("inchikey", molecule="aspirin")]),
+    # "that library" is the library named earlier, past a drawing step
+    ("filter library.smi to MW < 500, draw aspirin to a.png, then search that library for caffeine",
+     [flt("library.smi", "molecular_weight", "lt", 500), call("draw_molecule", molecule="aspirin", output="a.png"),
+      ss("caffeine", "library.smi")]),
+    ("after filtering lib.smi to MW < 300, search it for caffeine",
+     [flt("lib.smi", "molecular_weight", "lt", 300), ss("caffeine", "lib.smi")]),
+    # a dash before a digit is a minus sign, a dash before a word still a dash
+    ("library.smi apply a filter to -10 at most molecular weight", [flt("library.smi", "molecular_weight", "le", -10)]),
+    ("filter library.smi - logP >= -2", [flt("library.smi", "logp", "ge", -2)]),
+    ("filter library.smi for logP from -2 to 3", [flt("library.smi", "logp", "ge", -2), flt("library.smi", "logp", "le", 3)]),
+    # percentage thresholds
+    ("find compounds at least 80% similar to caffeine in data/library.smi", [ss("caffeine", "data/library.smi", threshold=0.8)]),
+    ("find molecules in library.smi with at least 75% similarity to caffeine", [ss("caffeine", "library.smi", threshold=0.75)]),
+    ("similarity search for aspirin in library.smi, cutoff 85 percent", [ss("aspirin", "library.smi", threshold=0.85)]),
+    ("return the top 5 hits from library.smi that are more than 70% similar to caffeine",
+     [ss("caffeine", "library.smi", top_k=5, threshold=0.7)]),
+    # two fingerprints in one request: one call each, same pair
+    ("tanimoto of aspirin and caffeine with morgan and maccs",
+     [tani("aspirin", "caffeine"), tani("aspirin", "caffeine", fingerprint="maccs")]),
+    ("compare ibuprofen and naproxen using MACCS keys and ECFP6",
+     [tani("ibuprofen", "naproxen", fingerprint="maccs"), tani("ibuprofen", "naproxen", radius=3)]),
+    ("how similar are caffeine and theobromine with morgan, maccs and atom pair fingerprints",
+     [tani("caffeine", "theobromine"), tani("caffeine", "theobromine", fingerprint="maccs"),
+      tani("caffeine", "theobromine", fingerprint="atompair")]),
+    # common misspellings of descriptor words
+    ("calculate the molecualr weight of ibuprofen", [mw("ibuprofen")]),
+    ("how many hydrogen bond accepters does caffeine have?", [hba("caffeine")]),
+    ("what's the rotatble bond count of lidocaine", [rot("lidocaine")]),
+    ("topolgical polar surface area of aspirin", [tpsa("aspirin")]),
+    ("cannonical smiles of aspirin", [call("canonical_smiles", molecule="aspirin")]),
+    ("the partition coeficient of caffeine", [logp("caffeine")]),
+    # lab-notebook framing
+    ("for my report, compute the logP of caffeine", [logp("caffeine")]),
+    ("As part of my analysis, calculate the number of rotatable bonds in ibuprofen", [rot("ibuprofen")]),
+    ("I need to know the molecular weight and TPSA of paracetamol for our SAR table", [mw("paracetamol"), tpsa("paracetamol")]),
+    ("Just to double-check: is metformin drug-like?", [lip("metformin")]),
+    ("Can you tell me what the logP of caffeine is?", [logp("caffeine")]),
+    # a forward pronoun after "after"
+    ("draw aspirin to out/asp.png after computing its QED",
+     [qed("aspirin"), call("draw_molecule", molecule="aspirin", output="out/asp.png")]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REGRESSIONS, ids=[p[0][:50] for p in REGRESSIONS])
+def test_regression_parses_to_its_calls_with_one_reading(chem, text, expected):
+    assert chem.parse(text).calls == expected
+    readings = {json.dumps(d.calls, sort_keys=True) for d in chem.parse_all(text)}
+    assert readings == {json.dumps(expected, sort_keys=True)}
+
+
+@pytest.mark.parametrize("text", [
+    # nothing earlier names a library: "that library" must not take the image path
+    "draw caffeine to out/caf.png, then search that library for theobromine",
+    "draw aspirin to out/a.png then filter it: MW < 500",
+])
+def test_library_reference_needs_a_library(chem, text):
+    with pytest.raises(InstructionParseError):
+        chem.parse(text)

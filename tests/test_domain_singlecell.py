@@ -211,3 +211,56 @@ def test_every_tool_has_a_reachable_call_rule(grammar: G.Grammar) -> None:
 def test_static_checks_pass(grammar: G.Grammar) -> None:
     report = grammar.check()
     assert report.ok, [str(d) for d in report.errors]
+
+
+# -- regressions: each pins a fixed bug or a phrasing the grammar once missed ------------------------
+
+REGRESSION_CASES: list[tuple[str, list[dict[str, Any]]]] = [
+    # cell-cycle scores are the obs keys S_score and G2M_score
+    ("regress out the cell cycle scores", [c("regress_out", keys=["S_score", "G2M_score"])]),
+    ("remove the effect of the cell cycle", [c("regress_out", keys=["S_score", "G2M_score"])]),
+    ("regress out the S and G2M scores", [c("regress_out", keys=["S_score", "G2M_score"])]),
+    ("regress out total counts, percent mito and cell cycle",
+     [c("regress_out", keys=["total_counts", "pct_counts_mt", "S_score", "G2M_score"])]),
+    ("violin of the cell cycle scores by leiden", [c("plot_violin", keys=["S_score", "G2M_score"], groupby="leiden")]),
+    # genes listed with spaces alone
+    ("plot CD3E CD8A MS4A1 on the umap", [c("plot_umap", color=["CD3E", "CD8A", "MS4A1"])]),
+    ("umap colored by CD3E CD8A MS4A1", [c("plot_umap", color=["CD3E", "CD8A", "MS4A1"])]),
+    ("dotplot of MS4A1 CD79A CD3E NKG7 by leiden", [c("plot_dotplot", var_names=["MS4A1", "CD79A", "CD3E", "NKG7"], groupby="leiden")]),
+    ("violin plot of CD3E CD8A by leiden", [c("plot_violin", keys=["CD3E", "CD8A"], groupby="leiden")]),
+    # "cell type" with a space is the obs key cell_type
+    ("umap colored by cell type", [c("plot_umap", color=["cell_type"])]),
+    ("umap colored by leiden and cell type", [c("plot_umap", color=["leiden", "cell_type"])]),
+    ("find marker genes for each cell type with wilcoxon", [c("rank_genes_groups", groupby="cell_type", method="wilcoxon")]),
+    ("dotplot of CD3E, MS4A1 grouped by cell type", [c("plot_dotplot", var_names=["CD3E", "MS4A1"], groupby="cell_type")]),
+    ("subset to cell type B cells", [c("subset_cells", key="cell_type", values=["B cells"])]),
+    # noun-phrase requests
+    ("umap colored by leiden", [c("plot_umap", color=["leiden"])]),
+    ("a violin of n_genes_by_counts", [c("plot_violin", keys=["n_genes_by_counts"])]),
+    ("leiden clusters on the umap", [c("plot_umap", color=["leiden"])]),
+    # key-less cluster subsets read the leiden clusters
+    ("keep clusters 0 and 3", [c("subset_cells", key="leiden", values=["0", "3"])]),
+    # lab-notebook framing
+    ("For the paper, make a UMAP colored by leiden", [c("plot_umap", color=["leiden"])]),
+    ("I need a UMAP colored by cell type for my figure", [c("plot_umap", color=["cell_type"])]),
+]
+
+
+@pytest.mark.parametrize(("instruction", "calls"), REGRESSION_CASES, ids=[case[0][:60] for case in REGRESSION_CASES])
+def test_regression_parses_to_exact_calls(grammar: G.Grammar, instruction: str, calls: list[dict[str, Any]]) -> None:
+    assert grammar.parse(instruction).calls == calls
+    distinct = {json.dumps(d.calls, sort_keys=True) for d in grammar.parse_all(instruction, limit=8)}
+    assert len(distinct) == 1, f"ambiguous: {distinct}"
+
+
+# filter_cells and filter_genes take minimums only: an upper bound is not in the contract
+@pytest.mark.parametrize("instruction", [
+    "remove cells with more than 5000 genes",
+    "filter cells with at most 5000 genes",
+    "keep cells with fewer than 2500 genes",
+    "filter out genes detected in more than 1000 cells",
+    "drop cells with more than 50000 counts",
+])
+def test_upper_bound_filters_are_rejected(grammar: G.Grammar, instruction: str) -> None:
+    with pytest.raises(InstructionParseError):
+        grammar.parse(instruction)
