@@ -69,6 +69,9 @@ def test_token_budget_sets_steps_from_mean_example_length():
     assert planned_steps(config, lengths, schedule) == 5
     config.max_steps = 3  # max_steps still caps the budget
     assert planned_steps(config, lengths, schedule) == 3
+    small = MicroBatchSchedule(45, 32, seed=0)  # batches of 32 and 13: a pass is 2 steps, 450 tokens
+    short = TrainConfig(corpus_dir="c", output_dir="o", batch_size=32, max_tokens=900, max_minutes=None)
+    assert planned_steps(short, [10] * 45, small) == 4
     epochs = TrainConfig(corpus_dir="c", output_dir="o", batch_size=10, epochs=2, max_minutes=None)
     assert planned_steps(epochs, lengths, schedule) == 20  # no budget: 2 passes of 10 micro-batches
     with pytest.raises(Exception, match="max_tokens"):

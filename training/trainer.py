@@ -142,16 +142,16 @@ class MicroBatchSchedule:
 
 
 def planned_steps(config: TrainConfig, lengths: list[int], schedule: MicroBatchSchedule) -> int:
-    """Optimizer steps of a run: ``max_steps``, else the token budget, else ``epochs`` passes.
+    """Optimizer steps of a run: the token budget (capped by ``max_steps``), else ``max_steps``, else ``epochs``.
 
-    A token budget becomes steps through the mean example length (in tokens of this run's
-    tokenizer), so runs on different corpora see about the same number of tokens; ``max_steps``
+    A token budget becomes the passes over the data (in tokens of this run's tokenizer) that
+    hold it, so runs on different corpora see about the same number of tokens; ``max_steps``
     caps it when both are set.
     """
-    per_step = schedule.global_batch * config.grad_accum
     if config.max_tokens:
-        mean = sum(lengths) / max(1, len(lengths))
-        steps = max(1, math.ceil(config.max_tokens / max(mean * per_step, 1e-9)))
+        # passes over the data that hold the budget (a pass's last batch may be short)
+        epochs = config.max_tokens / max(sum(lengths), 1)
+        steps = schedule.total_steps(epochs, config.grad_accum)
         return min(steps, config.max_steps) if config.max_steps else steps
     return config.max_steps or schedule.total_steps(config.epochs, config.grad_accum)
 
