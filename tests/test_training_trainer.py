@@ -198,8 +198,15 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(corpus, tmp_path):
 def test_gradient_accumulation_matches_one_big_batch(corpus, tmp_path):
     big = train(_config(corpus, tmp_path / "big", batch_size=16, max_steps=3, warmup_steps=1))
     accumulated = train(_config(corpus, tmp_path / "acc", batch_size=8, grad_accum=2, max_steps=3, warmup_steps=1))
-    a, b = _weights(big.model), _weights(accumulated.model)
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    half = train(_config(corpus, tmp_path / "half", batch_size=8, max_steps=3, warmup_steps=1))
+    a, b, c = _weights(big.model), _weights(accumulated.model), _weights(half.model)
+
+    def gap(x, y):
+        return max((x[k] - y[k]).abs().max().item() for k in x)
+
+    # Adam turns float rounding in near-zero gradients into updates of ~1e-5; a wrong normalisation
+    # or batch order moves weights by ~1e-2, as plain batches of 8 do
+    assert gap(a, b) < 1e-4 < 1e-3 < gap(a, c)
 
 
 @pytest.mark.parametrize(("name", "kind"), [("ddp.yaml", "MULTI_GPU"), ("fsdp.yaml", "FSDP")])
