@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["MAX_LINE_BYTES", "Rejected", "Record", "read_instructions"]
+__all__ = ["MAX_LINE_BYTES", "Rejected", "Record", "read_instructions", "recorded_texts"]
 
 #: Lines longer than this are reported and skipped without being held in memory whole.
 MAX_LINE_BYTES = 64 * 1024
@@ -111,3 +111,12 @@ def read_instructions(path: str | Path | IO[bytes], *, require_calls: bool = Fal
                 continue
             calls = None
         yield Record(number, ident, instruction, calls, data)
+
+
+def recorded_texts(path: str | Path) -> list[str]:
+    """The instructions of the usable lines of a JSONL file, in file order.
+
+    Lines that :func:`read_instructions` rejects are left out here; ``grammar-engine decompose``
+    reports each of them with its line number.
+    """
+    return [item.instruction for item in read_instructions(path) if isinstance(item, Record)]

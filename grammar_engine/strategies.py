@@ -530,8 +530,8 @@ class _Rng:
     """hypothesis's ``random.Random`` with ``uniform`` snapped to a grid of 1e-9 of its range.
 
     Every call still draws through hypothesis. The snapping keeps the subnormal floats hypothesis
-    likes to try (``5e-324``) out of :func:`grammar_engine.value_sources.draw_number`, whose
-    rounding divides by ``10 ** floor(log10(value))`` (0.0 for such values).
+    likes to try (``5e-324``) out of :func:`grammar_engine.value_sources.draw_number`: such values
+    are valid there but render as long, unlike any number a person writes, and shrink poorly.
     """
 
     __slots__ = ("_rng",)

@@ -243,8 +243,11 @@ def _nice(value: float, rng: random.Random) -> float:
     if value <= 0:
         return value
     digits = rng.choice((1, 2))
-    scale = 10 ** (int(math.floor(math.log10(value))) - digits + 1)
-    return round(value / scale) * scale
+    scale = 10.0 ** (int(math.floor(math.log10(value))) - digits + 1)
+    if scale == 0.0:  # subnormal values: no rounding step exists in float range
+        return value
+    rounded = round(value / scale) * scale
+    return rounded if math.isfinite(rounded) else value  # rounding up past the largest float
 
 
 def draw_number(spec: ArgumentSpec | None, kind: ValueKind | None, rng: random.Random) -> float:

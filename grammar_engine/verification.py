@@ -58,6 +58,7 @@ from lark.parsers import xearley
 
 from .errors import GrammarEngineError, InvalidArgument
 from .grammar import MAX_INSTRUCTION_CHARS, normalize_instruction
+from .recordings import recorded_texts
 
 if TYPE_CHECKING:
     import lark
@@ -853,22 +854,7 @@ def _calibrate(verifier: Verifier, pilot: Iterable[str], min_accept: float) -> N
 
 
 def _recorded_texts(grammar: Grammar) -> list[str]:
-    path = grammar.recorded_path
-    if path is None:
-        return []
-    texts = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("instruction"), str):
-                texts.append(record["instruction"])
-    return texts
+    return [] if grammar.recorded_path is None else recorded_texts(grammar.recorded_path)
 
 
 _VERIFIERS: weakref.WeakKeyDictionary[Any, dict[str, Verifier]] = weakref.WeakKeyDictionary()

@@ -17,7 +17,6 @@ cached per grammar when the domain's own recordings are used.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import random
 import re
@@ -32,6 +31,7 @@ from .errors import GrammarEngineError, InvalidArgument, SamplingError
 from .gen_tables import gen_tables
 from .generation import Chooser, DNode
 from .grammar import MAX_INSTRUCTION_CHARS, normalize_instruction
+from .recordings import recorded_texts
 from .verification import verifier_for
 
 if TYPE_CHECKING:
@@ -117,18 +117,7 @@ def recorded_instructions(grammar: Grammar, recordings: Any) -> list[str]:
             return []
         recordings = path
     if isinstance(recordings, (str, Path)):
-        texts = []
-        with open(recordings, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if line:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(record, dict) and isinstance(record.get("instruction"), str):
-                        texts.append(record["instruction"])
-        return texts
+        return recorded_texts(recordings)
     out = []
     for item in recordings:
         if isinstance(item, str):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from grammar_engine.errors import GrammarEngineError
 from training.data import (
     CALLS_MARKER,
     END_MARKER,
@@ -47,6 +48,17 @@ def test_corpus_directory_reads_back(tmp_path):
     assert len(read_corpus(corpus, "heldout")) == 5
     manifest = read_manifest(corpus)
     assert registry_from_definitions(manifest["tools"]).tools.keys() == toy_registry().tools.keys()
+
+
+def test_a_line_that_is_not_utf8_is_named_not_a_traceback(tmp_path):
+    corpus = write_toy_corpus(tmp_path / "c", n_train=5, n_heldout=1, shard_size=20)
+    shard = sorted(corpus.glob("train-*.jsonl"))[0]
+    lines = shard.read_bytes().splitlines(keepends=True)
+    lines.insert(2, b'{"instruction": "caf\xe9 \xff", "calls": []}\n')
+    shard.write_bytes(b"".join(lines))
+    with pytest.raises(GrammarEngineError) as info:
+        read_corpus(corpus, "train")
+    assert "not UTF-8" in str(info.value) and f"{shard}:3:1" in str(info.value)
 
 
 def test_calls_come_from_messages_when_calls_are_absent(records):

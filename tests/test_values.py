@@ -72,3 +72,15 @@ def test_lexicon_needs_a_header(tmp_path) -> None:
     bad.write_text("aspirin\tCC\n")
     with pytest.raises(ValueConversionError, match="header"):
         MoleculeLexicon.from_file(bad)
+
+
+@pytest.mark.parametrize("value", [5e-324, 1e-310, 1e-300, 3.7, 1.5e308])
+def test_rounding_a_drawn_number_never_divides_by_zero(value: float) -> None:
+    import math
+    import random
+
+    from grammar_engine.value_sources import _nice
+
+    for seed in range(4):
+        out = _nice(value, random.Random(seed))
+        assert math.isfinite(out) and out > 0 and abs(out - value) <= 0.5 * value

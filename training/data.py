@@ -89,8 +89,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
     ``value`` is None and ``error`` says why when a line is not JSON; the caller decides whether
     that is fatal (training data) or reported and skipped (prediction input).
     """
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, None, f"not UTF-8 (byte {exc.start + 1} of the line)"
+                continue
             if not line.strip():
                 continue
             try:
