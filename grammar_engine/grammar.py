@@ -487,6 +487,19 @@ class Grammar:
         path = self.domain_dir / "recorded.jsonl"
         return path if path.is_file() else None
 
+    @property
+    def unseen_path(self) -> Path | None:
+        """``unseen.jsonl`` of the domain folder, if there is one.
+
+        Instructions with gold calls written against the tool contract alone, without the grammar
+        or the recordings in view: an evaluation set that no grammar rule and no sampler weight
+        was fitted to.
+        """
+        if self.domain_dir is None:
+            return None
+        path = self.domain_dir / "unseen.jsonl"
+        return path if path.is_file() else None
+
     def __repr__(self) -> str:
         return f"<Grammar {self.domain!r}: {len(self.tools)} tools, {len(self.table.expansions)} expansions>"
 

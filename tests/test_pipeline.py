@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,15 @@ EXAMPLE = str(Path(__file__).resolve().parent.parent / "grammars" / "example")
 
 
 def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) -> None:
+    domain = tmp_path / "example"
+    shutil.copytree(EXAMPLE, domain)
+    unseen = [{"id": "u1", "instruction": "log1p, then pca with 20 comps",
+               "calls": [{"name": "log1p", "arguments": {}}, {"name": "pca", "arguments": {"n_comps": 20}}]},
+              {"id": "u2", "instruction": "cluster the cells, please, with leiden",
+               "calls": [{"name": "cluster", "arguments": {}}]}]
+    (domain / "unseen.jsonl").write_text("".join(json.dumps(u) + "\n" for u in unseen) + "not json\n")
     out = tmp_path / "run"
-    code = main(["pipeline", EXAMPLE, "--output", str(out), "--samples", "300", "--max-minutes", "0.05",
+    code = main(["pipeline", str(domain), "--output", str(out), "--samples", "300", "--max-minutes", "0.05",
                  "--heldout-limit", "40", "--no-progress"])
     assert code == 0
     report = (out / "report.md").read_text()
@@ -31,6 +39,9 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
     assert recorded["parser"]["exact_match"] == pytest.approx(12 / 14, abs=1e-3)
     assert recorded["parser+model"]["exact_match"] >= recorded["parser"]["exact_match"]
     assert figures["decomposition"]["parsed"] == 12
+    # the unseen set: both usable lines are evaluated (the bad line is not), for every system
+    assert "## Evaluation on the unseen set" in report
+    assert {s: r["n"] for s, r in figures["evaluation"]["unseen"].items()} == {"model": 2, "parser": 2, "parser+model": 2}
     for name in ("check.json", "decomposition.md", "corpus/manifest.json", "model/config.json",
                  "predictions/recorded.model.jsonl", "predictions/heldout.parser.jsonl"):
         assert (out / name).is_file(), name

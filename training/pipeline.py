@@ -226,8 +226,11 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
     predictions_dir.mkdir(exist_ok=True)
     model_only = Predictor.from_pretrained(model_dir)
     evaluation: dict[str, dict[str, Any]] = {}
+    unseen_records = [item.raw for item in read_instructions(grammar.unseen_path, require_calls=True)
+                      if isinstance(item, Record)] if grammar.unseen_path else []
     gold_sets = {"recorded": [r for r in recorded_records if isinstance(r.get("calls"), list)],
-                 "heldout": heldout_records}
+                 "heldout": heldout_records,
+                 "unseen": [r for r in unseen_records if isinstance(r.get("calls"), list)]}
     for set_name, gold in gold_sets.items():
         if not gold:
             continue
@@ -290,8 +293,11 @@ def _report_markdown(grammar: Any, config: PipelineConfig, figures: dict[str, An
               f"{training['elapsed_s']:.0f} s.", ""]
     if (out / "model" / "loss.png").exists():
         lines += ["![training loss](model/loss.png)", ""]
+    about = {"recorded": "the recorded instructions (the grammar's weights were learned from them)",
+             "heldout": "synthetic instructions whose phrasing x tool combinations no training record has",
+             "unseen": "instructions written against the tool contract alone, never fitted by the grammar"}
     for set_name, reports in evaluation.items():
-        lines += [f"## Evaluation on the {set_name} set", ""]
+        lines += [f"## Evaluation on the {set_name} set", "", f"{about.get(set_name, set_name)}.", ""]
         lines += _markdown_table(["system", "n", "exact match", "precision", "recall", "F1", "schema-valid"],
                                  _system_rows(reports))
         lines.append("")
