@@ -6,11 +6,12 @@
     training folds of the recordings.
 
 Each is evaluated, k-fold over the recordings, on the held-out recorded fold (instructions people
-wrote, many outside the grammar) and on a synthetic held-out split whose phrasing x tool
-combinations no synthetic training set contains. One command reproduces the table:
+wrote, many outside the grammar), on a synthetic held-out split whose phrasing x tool
+combinations no synthetic training set contains, and on the domain's ``unseen.jsonl`` (written
+against the tool contract alone; no grammar rule or weight was fitted to it) when there is one. One command reproduces the table:
 
-    python benchmarks/experiment.py --out runs/experiment            # both domains, 2 folds
-    python benchmarks/experiment.py --domains singlecell --folds 2 --tokens 60000
+    python benchmarks/experiment.py --out runs/experiment                  # singlecell, 2 folds
+    python benchmarks/experiment.py --domains chem --out runs/experiment-chem
 
 It prints a markdown table and writes ``results.json`` and ``experiment.md`` under ``--out``.
 """
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SYSTEMS = ("recorded", "uniform", "weighted+coverage")
+TEST_SETS = ("recorded", "heldout", "unseen")
 
 
 def folds(records: list[dict[str, Any]], k: int, seed: int) -> list[tuple[list[dict], list[dict]]]:
@@ -53,88 +55,132 @@ def write_records_corpus(records: list[dict[str, Any]], out: Path, domain: str) 
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one model and evaluate it on its test sets (runs in a worker process of its own)."""
     import grammar_engine
-    from grammar_engine.corpus import write_corpus
-    from grammar_engine.recordings import Record, read_instructions
     from training.config import TrainConfig
-    from training.data import read_corpus
     from training.evaluation import evaluate_predictions
     from training.predict import Predictor
     from training.trainer import train
 
+    grammar = grammar_engine.load(job["domain_dir"])
+    config = TrainConfig(corpus_dir=job["corpus"], output_dir=job["output"], max_tokens=job["tokens"],
+                         max_minutes=None, batch_size=job["batch_size"], seed=job["seed"], progress=False,
+                         plot=False, checkpoint_every=10**9, num_threads=job["threads"])
+    result = train(config)
+    predictor = Predictor.from_pretrained(config.output_dir)
+    scores: dict[str, dict[str, float]] = {}
+    for set_name, gold in job["test_sets"].items():
+        if not gold:
+            continue
+        predictions = [{"id": g["id"], **p} for g, p in zip(gold, predictor.predict([g["instruction"] for g in gold]))]
+        report = evaluate_predictions(predictions, gold, grammar.tools)
+        scores[set_name] = {"exact": report.exact_match, "f1": report.calls.f1}
+    return {"scores": scores, "steps": result.steps, "tokens": result.tokens_per_second * result.elapsed_s,
+            "elapsed_s": result.elapsed_s}
+
+
+def parser_exact(grammar: Any, gold: list[dict[str, Any]]) -> float:
+    """Exact match of the grammar's own parser on a gold set (an instruction that does not parse is wrong)."""
+    import grammar_engine
+
+    exact = 0
+    for record in gold:
+        try:
+            exact += grammar.tools.normalize_calls(record["calls"]) == grammar.parse(record["instruction"]).calls
+        except grammar_engine.InstructionParseError:
+            pass
+    return exact / max(1, len(gold))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import grammar_engine
+    from grammar_engine.corpus import write_corpus
+    from grammar_engine.recordings import Record, read_instructions
+    from training.data import read_corpus
+
     out = Path(args.out)
     results: dict[str, Any] = {"config": vars(args).copy(), "domains": {}}
     for domain in args.domains:
-        grammar = grammar_engine.load(ROOT / "grammars" / domain)
+        domain_dir = ROOT / "grammars" / domain
+        grammar = grammar_engine.load(domain_dir)
         recorded = [item.raw for item in read_instructions(grammar.recorded_path)
                     if isinstance(item, Record) and isinstance(item.raw.get("calls"), list)]
-        rows: dict[str, dict[str, list[float]]] = {s: {"recorded_exact": [], "recorded_f1": [], "heldout_exact": [],
-                                                       "heldout_f1": [], "tokens": []} for s in SYSTEMS}
-        parser_rows: dict[str, list[float]] = {"recorded_exact": [], "heldout_exact": []}
-        # (b) does not depend on the recordings: one uniform corpus serves every fold. Every synthetic
-        # corpus uses the same seed, so all hold out the same phrasing x tool combinations.
+        unseen = [item.raw for item in read_instructions(grammar.unseen_path, require_calls=True)
+                  if isinstance(item, Record) and isinstance(item.raw.get("calls"), list)] if grammar.unseen_path else []
+        # (b) does not depend on the recordings: one uniform corpus and one model serve every fold.
+        # Every synthetic corpus uses the same seed, so all hold out the same phrasing x tool combinations.
         t0 = time.perf_counter()
         uniform = out / domain / "corpus-uniform"
         write_corpus(grammar, uniform, n=args.samples, strategy="uniform", seed=args.seed, workers=args.workers,
-                 chunk_size=250)
+                     chunk_size=250)
         print(f"[{domain}] uniform corpus sampled in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        fold_sets: list[dict[str, list[dict[str, Any]]]] = []
+        jobs: dict[tuple[str, int | None], dict[str, Any]] = {}
+        base_job = {"domain_dir": str(domain_dir), "tokens": args.tokens, "batch_size": args.batch_size,
+                    "seed": args.seed, "threads": args.threads}
         for fold, (train_rec, test_rec) in enumerate(folds(recorded, args.folds, args.seed)):
             base = out / domain / f"fold{fold}"
-            corpora = {
-                "recorded": write_records_corpus(train_rec, base / "corpus-recorded", domain),
-                "uniform": uniform,
-                "weighted+coverage": base / "corpus-weighted-coverage",
-            }
             t0 = time.perf_counter()
             # (c): coverage-guided samples first, then samples weighted by the training folds
+            weighted = base / "corpus-weighted-coverage"
             write_corpus(grammar, base / "part-coverage", n=args.coverage_samples, strategy="coverage",
-                         seed=args.seed, recordings=train_rec, workers=args.workers,
-                         chunk_size=250)
-            write_corpus(grammar, corpora["weighted+coverage"], n=args.samples - args.coverage_samples,
-                         strategy="weighted", seed=args.seed, recordings=train_rec, workers=args.workers,
-                         chunk_size=250)
-            with open(corpora["weighted+coverage"] / "train-99999.jsonl", "w", encoding="utf-8") as merged:
+                         seed=args.seed, recordings=train_rec, workers=args.workers, chunk_size=250)
+            write_corpus(grammar, weighted, n=args.samples - args.coverage_samples, strategy="weighted",
+                         seed=args.seed, recordings=train_rec, workers=args.workers, chunk_size=250, alpha=args.alpha)
+            with open(weighted / "train-99999.jsonl", "w", encoding="utf-8") as merged:
                 for shard in sorted((base / "part-coverage").glob("train-*.jsonl")):
                     merged.write(shard.read_text(encoding="utf-8"))
             print(f"[{domain} fold {fold}] corpus (c) sampled in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
             # synthetic held-out: phrasing x tool combinations kept out of both synthetic train splits,
             # half drawn like (b) and half like (c), so neither distribution is favoured
             half = args.heldout // 2
-            heldout = (read_corpus(uniform, "heldout")[:half]
-                       + read_corpus(corpora["weighted+coverage"], "heldout")[:args.heldout - half])
-            test_sets = {"recorded": [{**r, "id": f"t{i}"} for i, r in enumerate(test_rec)],
-                         "heldout": [{**r, "id": f"h{i}"} for i, r in enumerate(heldout)]}
-            for set_name, gold in test_sets.items():
-                exact = 0
-                for record in gold:
-                    try:
-                        exact += grammar.tools.normalize_calls(record["calls"]) == grammar.parse(record["instruction"]).calls
-                    except grammar_engine.InstructionParseError:
-                        pass
-                parser_rows[f"{set_name}_exact"].append(exact / max(1, len(gold)))
-            for system, corpus in corpora.items():
-                # the same token budget for every system (the trainer turns it into steps)
-                config = TrainConfig(corpus_dir=str(corpus), output_dir=str(base / f"model-{system.replace('+', '-')}"),
-                                     max_tokens=args.tokens, max_minutes=None, batch_size=args.batch_size,
-                                     seed=args.seed, progress=False, plot=False, checkpoint_every=10**9,
-                                     num_threads=args.threads)
-                result = train(config)
-                steps = result.steps
-                rows[system]["tokens"].append(result.tokens_per_second * result.elapsed_s)
-                predictor = Predictor.from_pretrained(config.output_dir)
-                for set_name, gold in test_sets.items():
-                    if not gold:
-                        continue
-                    predictions = [{"id": g["id"], **p} for g, p in
-                                   zip(gold, predictor.predict([g["instruction"] for g in gold]))]
-                    report = evaluate_predictions(predictions, gold, grammar.tools)
-                    rows[system][f"{set_name}_exact"].append(report.exact_match)
-                    rows[system][f"{set_name}_f1"].append(report.calls.f1)
-                print(f"[{domain} fold {fold}] {system:<18} steps {steps:>4} "
-                      f"recorded exact {rows[system]['recorded_exact'][-1]:.2f} "
-                      f"held-out exact {rows[system]['heldout_exact'][-1]:.2f}", file=sys.stderr)
-        results["domains"][domain] = {"systems": rows, "parser": parser_rows, "recorded": len(recorded)}
+            heldout = read_corpus(uniform, "heldout")[:half] + read_corpus(weighted, "heldout")[:args.heldout - half]
+            sets = {"recorded": [{**r, "id": f"t{i}"} for i, r in enumerate(test_rec)],
+                    "heldout": [{**r, "id": f"h{i}"} for i, r in enumerate(heldout)],
+                    "unseen": [{**r, "id": f"u{i}"} for i, r in enumerate(unseen)]}
+            fold_sets.append(sets)
+            jobs[("recorded", fold)] = {**base_job, "test_sets": sets, "output": str(base / "model-recorded"),
+                                        "corpus": str(write_records_corpus(train_rec, base / "corpus-recorded", domain))}
+            jobs[("weighted+coverage", fold)] = {**base_job, "test_sets": sets, "corpus": str(weighted),
+                                                 "output": str(base / "model-weighted-coverage")}
+        jobs[("uniform", None)] = {**base_job, "corpus": str(uniform), "output": str(out / domain / "model-uniform"),
+                                   "test_sets": {f"{name}@{fold}": gold for fold, sets in enumerate(fold_sets)
+                                                 for name, gold in sets.items()}}
+        # the same token budget for every system (the trainer turns it into steps); models train in
+        # parallel worker processes of one torch thread each
+        t0 = time.perf_counter()
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+            futures = {key: pool.submit(train_and_evaluate, job) for key, job in jobs.items()}
+            done = {key: future.result() for key, future in futures.items()}
+        print(f"[{domain}] {len(jobs)} models trained and evaluated in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        rows: dict[str, dict[str, list[float]]] = {
+            s: {**{f"{t}_{m}": [] for t in TEST_SETS for m in ("exact", "f1")}, "tokens": [], "steps": []}
+            for s in SYSTEMS}
+        parser_rows: dict[str, list[float]] = {f"{t}_exact": [] for t in TEST_SETS}
+        for fold, sets in enumerate(fold_sets):
+            for set_name, gold in sets.items():
+                if gold:
+                    parser_rows[f"{set_name}_exact"].append(parser_exact(grammar, gold))
+            for system in SYSTEMS:
+                outcome = done[(system, None if system == "uniform" else fold)]
+                for set_name in TEST_SETS:
+                    score = outcome["scores"].get(set_name if system != "uniform" else f"{set_name}@{fold}")
+                    if score:
+                        rows[system][f"{set_name}_exact"].append(score["exact"])
+                        rows[system][f"{set_name}_f1"].append(score["f1"])
+                if system != "uniform" or fold == 0:
+                    rows[system]["tokens"].append(outcome["tokens"])
+                    rows[system]["steps"].append(outcome["steps"])
+                print(f"[{domain} fold {fold}] {system:<18} steps {outcome['steps']:>5} " + " ".join(
+                    f"{t} exact {rows[system][f'{t}_exact'][-1]:.2f}" for t in TEST_SETS
+                    if rows[system][f"{t}_exact"]), file=sys.stderr)
+        results["domains"][domain] = {"systems": rows, "parser": parser_rows, "recorded": len(recorded),
+                                      "unseen": len(unseen)}
     return results
 
 
@@ -142,28 +188,34 @@ def table(results: dict[str, Any]) -> str:
     def mean(values: list[float]) -> str:
         return f"{statistics.fmean(values):.3f}" if values else "-"
 
-    lines = ["| domain | trained on | recorded fold: exact | recorded fold: call F1 | synthetic held-out: exact "
-             "| synthetic held-out: call F1 | tokens seen |", "|---|---|---:|---:|---:|---:|---:|"]
+    names = {"recorded": "recorded fold", "heldout": "synthetic held-out", "unseen": "unseen"}
+    header = "| domain | trained on | " + " | ".join(f"{names[t]}: {m}" for t in TEST_SETS for m in ("exact", "call F1"))
+    lines = [header + " | tokens seen |", "|---|---|" + "---:|" * (2 * len(TEST_SETS) + 1)]
     for domain, data in results["domains"].items():
         for system, row in data["systems"].items():
-            lines.append(f"| {domain} | {system} | {mean(row['recorded_exact'])} | {mean(row['recorded_f1'])} | "
-                         f"{mean(row['heldout_exact'])} | {mean(row['heldout_f1'])} | "
+            cells = " | ".join(mean(row.get(f"{t}_{m}", [])) for t in TEST_SETS for m in ("exact", "f1"))
+            lines.append(f"| {domain} | {system} | {cells} | "
                          f"{statistics.fmean(row['tokens']) if row['tokens'] else 0:,.0f} |")
         parser = data["parser"]
-        lines.append(f"| {domain} | (the grammar's parser, no model) | {mean(parser['recorded_exact'])} | | "
-                     f"{mean(parser['heldout_exact'])} | | |")
+        cells = " | ".join(f"{mean(parser.get(f'{t}_exact', []))} | " for t in TEST_SETS)
+        lines.append(f"| {domain} | (the grammar's parser, no model) | {cells} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--domains", nargs="+", default=["singlecell", "chem"])
+    parser.add_argument("--domains", nargs="+", default=["singlecell"],
+                        help="domains to run, one after the other (about 15 minutes each on 2 cores)")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--samples", type=int, default=1500, help="synthetic corpus size per system and fold")
     parser.add_argument("--coverage-samples", type=int, default=150,
                         help="of those, drawn by the coverage-guided sampler in (c)")
-    parser.add_argument("--tokens", type=int, default=250_000, help="training token budget per run")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=600_000, help="training token budget per run")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="add-alpha smoothing of the weights learned from the training folds in (c)")
+    parser.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1),
+                        help="models trained at once, each in a process of its own with --threads threads")
     parser.add_argument("--heldout", type=int, default=200, help="synthetic held-out instructions per fold")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
