@@ -190,15 +190,16 @@ def table(results: dict[str, Any]) -> str:
 
     names = {"recorded": "recorded fold", "heldout": "synthetic held-out", "unseen": "unseen"}
     header = "| domain | trained on | " + " | ".join(f"{names[t]}: {m}" for t in TEST_SETS for m in ("exact", "call F1"))
-    lines = [header + " | tokens seen |", "|---|---|" + "---:|" * (2 * len(TEST_SETS) + 1)]
+    lines = [header + " | tokens seen | steps |", "|---|---|" + "---:|" * (2 * len(TEST_SETS) + 2)]
     for domain, data in results["domains"].items():
         for system, row in data["systems"].items():
             cells = " | ".join(mean(row.get(f"{t}_{m}", [])) for t in TEST_SETS for m in ("exact", "f1"))
             lines.append(f"| {domain} | {system} | {cells} | "
-                         f"{statistics.fmean(row['tokens']) if row['tokens'] else 0:,.0f} |")
+                         f"{statistics.fmean(row['tokens']) if row['tokens'] else 0:,.0f} | "
+                         f"{statistics.fmean(row['steps']) if row.get('steps') else 0:,.0f} |")
         parser = data["parser"]
         cells = " | ".join(f"{mean(parser.get(f'{t}_exact', []))} | " for t in TEST_SETS)
-        lines.append(f"| {domain} | (the grammar's parser, no model) | {cells} |")
+        lines.append(f"| {domain} | (the grammar's parser, no model) | {cells} | |")
     return "\n".join(lines)
 
 
