@@ -126,7 +126,8 @@ def _add_pipeline(subparsers: Any) -> None:
                    help=f"training time budget (default: {defaults.max_minutes:g})")
     p.add_argument("--heldout-limit", type=int, default=defaults.heldout_limit,
                    help="held-out synthetic instructions to evaluate on")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=defaults.workers,
+                   help=f"sampling processes; the corpus is the same for any number (default: {defaults.workers})")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_pipeline)
 

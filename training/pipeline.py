@@ -17,10 +17,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class PipelineConfig:
     max_minutes: float = 6.0
     coverage_points: int = 400
     heldout_limit: int = 300
-    workers: int = 1
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     progress: bool = True
 
 
