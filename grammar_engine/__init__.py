@@ -30,6 +30,7 @@ from .grammar import Grammar, load, normalize_instruction
 from .parsing import Decomposition
 from .coverage import CoverageReport
 from .recordings import Record, Rejected, read_instructions
+from .recovery import Recovered, SkippedWord, parse_with_recovery
 from .sampling import Sample, SamplingStrategy
 from .tools import ArgumentSpec, ToolRegistry, ToolSchema
 from .values import MoleculeLexicon, ValueKind, parse_number
@@ -51,10 +52,12 @@ __all__ = [
     "Location",
     "MoleculeLexicon",
     "Record",
+    "Recovered",
     "Rejected",
     "Sample",
     "SamplingError",
     "SamplingStrategy",
+    "SkippedWord",
     "ToolBindingError",
     "ToolRegistry",
     "ToolSchema",
@@ -66,6 +69,7 @@ __all__ = [
     "load",
     "normalize_instruction",
     "parse_number",
+    "parse_with_recovery",
     "read_instructions",
 ]
 

@@ -55,23 +55,28 @@ def cmd_check(args: argparse.Namespace) -> int:
 # -- parse ---------------------------------------------------------------------------------------
 
 def cmd_parse(args: argparse.Namespace) -> int:
+    from .recovery import parse_with_recovery
+
     grammar = load(args.domain)
+    max_skips = 0 if args.strict else 3
     if args.text is not None:
         try:
-            decomposition = grammar.parse(args.text)
+            recovered = parse_with_recovery(grammar, args.text, max_skips=max_skips)
         except InstructionParseError as exc:
             _print_err(str(exc))
             return 1
-        print(json.dumps(decomposition.calls, ensure_ascii=False))
+        if recovered.skipped:
+            _print_err("skipped to parse: " + ", ".join(f"{w.word!r} (column {w.column})" for w in recovered.skipped))
+        print(json.dumps(recovered.calls, ensure_ascii=False))
         if args.tree:
-            print(decomposition.tree.pretty())
+            print(recovered.decomposition.tree.pretty())
         return 0
     if args.input is None or args.output is None:
         _print_err("parse needs --input IN.jsonl and --output OUT.jsonl (or --text 'an instruction')")
         return 2
     source = sys.stdin.buffer if args.input == "-" else args.input
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
-    counts = {"lines": 0, "parsed": 0, "rejected": 0, "bad": 0}
+    counts = {"lines": 0, "parsed": 0, "recovered": 0, "rejected": 0, "bad": 0}
     try:
         for item in read_instructions(source):
             counts["lines"] += 1
@@ -82,8 +87,13 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 record: dict[str, Any] = {"id": item.id, "calls": [], "error": item.reason}
             else:
                 try:
-                    record = {"id": item.id, "calls": grammar.parse(item.instruction).calls}
-                    counts["parsed"] += 1
+                    recovered = parse_with_recovery(grammar, item.instruction, max_skips=max_skips)
+                    record = {"id": item.id, "calls": recovered.calls}
+                    if recovered.skipped:
+                        counts["recovered"] += 1
+                        record["skipped"] = [w.to_dict() for w in recovered.skipped]
+                    else:
+                        counts["parsed"] += 1
                 except InstructionParseError as exc:
                     counts["rejected"] += 1
                     record = {"id": item.id, "calls": [], "error": str(exc)}
@@ -91,8 +101,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    _print_err(f"{counts['lines']} lines: {counts['parsed']} parsed, {counts['rejected']} not in the grammar, "
-               f"{counts['bad']} unreadable")
+    _print_err(f"{counts['lines']} lines: {counts['parsed']} parsed, {counts['recovered']} parsed with words "
+               f"skipped, {counts['rejected']} not in the grammar, {counts['bad']} unreadable")
     return 0
 
 
@@ -207,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="JSONL of {id, calls} ('-' for stdout)")
     p.add_argument("--text", help="parse one instruction and print its calls")
     p.add_argument("--tree", action="store_true", help="with --text, also print the parse tree")
+    p.add_argument("--strict", action="store_true",
+                   help="never skip words: a line that does not parse gets no calls (by default a line that "
+                        "parses once up to 3 words are skipped gets that reading, with the words in 'skipped')")
     p.set_defaults(func=cmd_parse)
 
     p = sub.add_parser("decompose", help="parse the recorded set and report parse rate, accuracy, usage")

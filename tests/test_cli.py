@@ -31,7 +31,7 @@ def test_parse_contract_one_output_line_per_input_line(tmp_path: Path, capsys) -
     assert rows[2]["calls"] == [] and rows[2]["error"].startswith("not JSON")
     assert rows[3]["calls"] == [{"name": "plot", "arguments": {"color": ["CST3", "NKG7"]}}]
     err = capsys.readouterr().err
-    assert "4 lines: 2 parsed, 1 not in the grammar, 1 unreadable" in err
+    assert "4 lines: 2 parsed, 0 parsed with words skipped, 1 not in the grammar, 1 unreadable" in err
     assert "line 3" in err
 
 

@@ -41,7 +41,8 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
     assert figures["decomposition"]["parsed"] == 12
     # the unseen set: both usable lines are evaluated (the bad line is not), for every system
     assert "## Evaluation on the unseen set" in report
-    assert {s: r["n"] for s, r in figures["evaluation"]["unseen"].items()} == {"model": 2, "parser": 2, "parser+model": 2}
+    assert {s: r["n"] for s, r in figures["evaluation"]["unseen"].items()} == {
+        "model": 2, "parser": 2, "parser+recovery": 2, "parser+model": 2}
     for name in ("check.json", "decomposition.md", "corpus/manifest.json", "model/config.json",
                  "predictions/recorded.model.jsonl", "predictions/heldout.parser.jsonl"):
         assert (out / name).is_file(), name

@@ -106,9 +106,14 @@ def test_with_the_real_grammar_parser(model_dir):
     text = "normalize to 10k then log1p"
     expected = grammar.parse(text).calls
     predictor = Predictor.from_pretrained(model_dir, parser_domain=ROOT / "grammars" / "example")
-    results = predictor.predict([text, "zzz qqq unparseable"])
+    results = predictor.predict([text, "zzz qqq unparseable", text + " thanks"])
     assert results[0] == {"calls": expected, "source": "parser"}
     assert results[1]["source"] == "model"
+    # a text that parses once a word is skipped gets the grammar's reading, with that word named
+    assert results[2] == {"calls": expected, "source": "parser-recovered",
+                          "skipped": [{"word": "thanks", "column": len(text) + 2}]}
+    predictor.recover = False
+    assert predictor.predict([text + " thanks"])[0]["source"] == "model"
 
 
 def test_cli_predict_constrained(model_dir, input_file, tmp_path, capsys):

@@ -85,7 +85,8 @@ def _add_predict(subparsers: Any) -> None:
     p.add_argument("--input", required=True, type=Path, metavar="IN.jsonl", help='lines {"id", "instruction"}')
     p.add_argument("--output", required=True, type=Path, metavar="OUT.jsonl", help='lines {"id", "calls"}')
     p.add_argument("--with-parser", type=Path, metavar="DOMAIN_DIR",
-                   help="ask the domain's grammar parser first; the model answers what it rejects")
+                   help="ask the domain's grammar parser first (strictly, then with up to 3 words skipped); "
+                        "the model answers what it still rejects")
     p.add_argument("--constrained", type=Path, metavar="DOMAIN_DIR",
                    help="grammar-constrained decoding with the domain's tool schemas")
     p.add_argument("--batch-size", type=int, default=None, help=_help(DecodeConfig, "batch_size"))

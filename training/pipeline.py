@@ -162,6 +162,7 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
     from grammar_engine.corpus import write_corpus
     from grammar_engine.errors import GrammarCheckError
     from grammar_engine.recordings import Record, read_instructions
+    from grammar_engine.recovery import parse_with_recovery
 
     from .config import TrainConfig
     from .data import read_corpus
@@ -247,8 +248,20 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
             except grammar_engine.InstructionParseError as exc:
                 parser_predictions.append({"id": i, "calls": [], "error": str(exc).splitlines()[0]})
         systems["parser"] = parser_predictions
+        recovering = []
+        for i, text, strict in zip(ids, texts, parser_predictions):
+            if not strict.get("error"):
+                recovering.append(strict)
+                continue
+            try:
+                recovered = parse_with_recovery(grammar, text)
+                recovering.append({"id": i, "calls": recovered.calls,
+                                   "skipped": [w.to_dict() for w in recovered.skipped]})
+            except grammar_engine.InstructionParseError as exc:
+                recovering.append({"id": i, "calls": [], "error": str(exc).splitlines()[0]})
+        systems["parser+recovery"] = recovering
         systems["parser+model"] = [p if not p.get("error") else {**m, "source": "model"}
-                                   for p, m in zip(parser_predictions, systems["model"])]
+                                   for p, m in zip(recovering, systems["model"])]
         for name, rows in systems.items():
             with open(predictions_dir / f"{set_name}.{name}.jsonl", "w", encoding="utf-8") as handle:
                 for row in rows:

@@ -91,11 +91,15 @@ class Predictor:
         Mask logits so that only schema-valid call lists can be written (plain format only).
     parser
         An object with ``parse(text) -> .calls``, asked before the model (``with_parser``).
+    recover
+        When the parser is a grammar and an instruction does not parse, try the grammar's reading
+        with a few words skipped (``source: "parser-recovered"``, with the skipped words) before
+        the model.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, info: dict[str, Any] | None = None,
                  decode: DecodeConfig | None = None, registry: ToolRegistry | None = None,
-                 constrained: bool = False, parser: Any = None) -> None:
+                 constrained: bool = False, parser: Any = None, recover: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -107,6 +111,7 @@ class Predictor:
         self.prompt_format = self.info.get("prompt_format") or ("chat" if getattr(tokenizer, "chat_template", None)
                                                                  else "plain")
         self.parser = parser
+        self.recover = recover
         self.constrained = None
         if constrained:
             if registry is None:
@@ -216,6 +221,20 @@ class Predictor:
                         results.append({"calls": [], "error": f"generation failed: {item_exc}"})
         return results
 
+    def _recover(self, text: str) -> dict[str, Any] | None:
+        """The grammar's reading of ``text`` with a few words skipped, or None (see grammar_engine.recovery)."""
+        from grammar_engine import Grammar
+        from grammar_engine.recovery import parse_with_recovery
+
+        if not self.recover or not isinstance(self.parser, Grammar):
+            return None
+        try:
+            recovered = parse_with_recovery(self.parser, text)
+        except (GrammarEngineError, ValueError):
+            return None
+        return {"calls": [dict(c) for c in recovered.calls], "source": "parser-recovered",
+                "skipped": [w.to_dict() for w in recovered.skipped]}
+
     def predict(self, instructions: Sequence[str]) -> list[dict[str, Any]]:
         """One ``{"calls", "error"?, "schema_errors"?, "source"?}`` per instruction, in order."""
         results: list[dict[str, Any] | None] = [None] * len(instructions)
@@ -227,7 +246,11 @@ class Predictor:
                     calls = [dict(c) for c in self.parser.parse(text).calls]
                     results[index] = {"calls": calls, "source": "parser"}
                 except (GrammarEngineError, ValueError):
-                    pending.append(index)
+                    recovered = self._recover(text)
+                    if recovered is None:
+                        pending.append(index)
+                    else:
+                        results[index] = recovered
         for index, result in zip(pending, self._model_predictions([instructions[i] for i in pending])):
             if self.parser is not None:
                 result["source"] = "model"

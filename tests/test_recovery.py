@@ -1,0 +1,63 @@
+"""Error recovery: an instruction that does not parse is read with the fewest words skipped, and says which."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import grammar_engine
+from grammar_engine import InstructionParseError, parse_with_recovery
+from grammar_engine.cli import main
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "grammars" / "example"
+TWO_CALLS = [{"name": "normalize", "arguments": {"target_sum": 10000}}, {"name": "log1p", "arguments": {}}]
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    return grammar_engine.load(EXAMPLE)
+
+
+def test_a_text_that_parses_is_read_strictly(grammar):
+    recovered = parse_with_recovery(grammar, "normalize to 10k then log1p")
+    assert recovered.calls == TWO_CALLS and recovered.skipped == () and recovered.parses == 1
+
+
+@pytest.mark.parametrize(("text", "skipped"), [
+    ("normalize to 10k then log1p thanks", [("thanks", 29)]),  # the stop is the word itself
+    ("normalize to 10k my friend then log1p", [("my", 18), ("friend", 21)]),  # two words in a row
+])
+def test_the_words_in_the_way_are_skipped_and_named(grammar, text, skipped):
+    with pytest.raises(InstructionParseError):
+        grammar.parse(text)
+    recovered = parse_with_recovery(grammar, text)
+    assert recovered.calls == TWO_CALLS
+    assert [(w.word, w.column) for w in recovered.skipped] == skipped
+    for word in recovered.skipped:  # columns point at the word in the normalized text
+        assert text[word.column - 1:].startswith(word.word)
+
+
+def test_no_reading_within_the_limits_raises_the_strict_error(grammar):
+    with pytest.raises(InstructionParseError) as strict:
+        grammar.parse("normalize to 10k my friend then log1p")
+    with pytest.raises(InstructionParseError) as info:
+        parse_with_recovery(grammar, "normalize to 10k my friend then log1p", max_skips=1)
+    assert (info.value.line, info.value.column) == (strict.value.line, strict.value.column)
+    with pytest.raises(InstructionParseError):
+        parse_with_recovery(grammar, "zzz qqq")  # skipping a third of two words is no word at all
+    with pytest.raises(InstructionParseError):
+        parse_with_recovery(grammar, "normalize to 10k then log1p thanks", max_parses=1)
+
+
+def test_parse_command_reports_skipped_words_and_strict_turns_it_off(tmp_path, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "a", "instruction": "normalize to 10k then log1p thanks"}) + "\n")
+    assert main(["parse", str(EXAMPLE), "--input", str(source), "--output", str(tmp_path / "out.jsonl")]) == 0
+    row = json.loads((tmp_path / "out.jsonl").read_text())
+    assert row == {"id": "a", "calls": TWO_CALLS, "skipped": [{"word": "thanks", "column": 29}]}
+    assert "1 parsed with words skipped" in capsys.readouterr().err
+    assert main(["parse", str(EXAMPLE), "--strict", "--input", str(source), "--output", str(tmp_path / "s.jsonl")]) == 0
+    strict = json.loads((tmp_path / "s.jsonl").read_text())
+    assert strict["calls"] == [] and "thanks" in strict["error"]
