@@ -159,6 +159,8 @@ RANKED_CASES: list[tuple[str, list[dict[str, Any]]]] = [
     ("louvain res 0.5, then markers with wilcoxon", [c("louvain", resolution=0.5), c("rank_genes_groups", groupby="louvain", method="wilcoxon")]),
     ("log-normalize to 10k", [c("normalize_total", target_sum=10000), c("log1p")]),
     ("umap colored by leiden, louvain", [c("plot_umap", color=["leiden", "louvain"])]),
+    ("louvain 0.4 -> markers -> plot top 10",
+     [c("louvain", resolution=0.4), c("rank_genes_groups", groupby="louvain"), c("plot_rank_genes_groups", n_genes=10)]),
 ]
 
 
@@ -243,6 +245,37 @@ REGRESSION_CASES: list[tuple[str, list[dict[str, Any]]]] = [
     # lab-notebook framing
     ("For the paper, make a UMAP colored by leiden", [c("plot_umap", color=["leiden"])]),
     ("I need a UMAP colored by cell type for my figure", [c("plot_umap", color=["cell_type"])]),
+    # questions, context sentences, "u"/"w/", glosses in parentheses, named defaults
+    ("which genes mark the leiden clusters?", [c("rank_genes_groups", groupby="leiden")]),
+    ("what genes distinguish the cell types with wilcoxon", [c("rank_genes_groups", groupby="cell_type", method="wilcoxon")]),
+    ("Today I'm reanalysing the lung atlas: load data/lung.h5ad", [c("read_h5ad", path="data/lung.h5ad")]),
+    ("Hi! I'm new to scanpy. Could you log-transform the data?", [c("log1p")]),
+    ("can u run pca pls", [c("pca")]),
+    ("pca w/ 30 PCs, then neighbors using all 30 PCs", [c("pca", n_comps=30), c("neighbors", n_pcs=30)]),
+    ("leiden w/ res 0.3", [c("leiden", resolution=0.3)]),
+    ("plot UMAP w/ leiden and sample", [c("plot_umap", color=["leiden", "sample"])]),
+    ("find highly variable genes using the default Seurat flavor", [c("highly_variable_genes")]),
+    ("QC: mito + ribo", [c("calculate_qc_metrics", qc_vars=["mt", "ribo"])]),
+    ("filter: genes in at least 3 cells; cells with at least 200 genes", [c("filter_genes", min_cells=3), c("filter_cells", min_genes=200)]),
+    ("regress out total counts and percent mito (mt genes)", [c("regress_out", keys=["total_counts", "pct_counts_mt"])]),
+    ("regress out the cell-cycle keys S_score and G2M_score", [c("regress_out", keys=["S_score", "G2M_score"])]),
+    ("regress out the batch effect (obs key batch)", [c("regress_out", keys=["batch"])]),
+    ("plot the expression of canonical markers (CD14, LYZ) on the tsne", [c("plot_tsne", color=["CD14", "LYZ"])]),
+    ("subset to the cells in leiden cluster 2", [c("subset_cells", key="leiden", values=["2"])]),
+    ("subset to cell type B cells", [c("subset_cells", key="cell_type", values=["B cells"])]),
+    ("t-test markers per leiden cluster, then plot top 15", [c("rank_genes_groups", groupby="leiden"), c("plot_rank_genes_groups", n_genes=15)]),
+    ("which genes mark the clusters? plot the top 5 per cluster", [c("rank_genes_groups", groupby="leiden"), c("plot_rank_genes_groups", n_genes=5)]),
+    ("violin of the QC metrics n_genes_by_counts, total_counts by sample", [c("plot_violin", keys=["n_genes_by_counts", "total_counts"], groupby="sample")]),
+    ("compute QC metrics for mito (mt) genes", [c("calculate_qc_metrics", qc_vars=["mt"])]),
+    ("select HVGs (n=2000)", [c("highly_variable_genes", n_top_genes=2000)]),
+    ("run PCA on the HVGs with 50 PCs", [c("pca", n_comps=50)]),
+    ("normalise counts (median) then log1p", [c("normalize_total"), c("log1p")]),
+    ("normalize - log1p - pca", [c("normalize_total"), c("log1p"), c("pca")]),
+    ("log-norm every cell", [c("normalize_total"), c("log1p")]),
+    ("could you make me a dotplot of CD3E, CD14 by leiden (for my slides)?", [c("plot_dotplot", var_names=["CD3E", "CD14"], groupby="leiden")]),
+    ("run the standard preprocessing: normalize to 1e4, log1p", [c("normalize_total", target_sum=10000), c("log1p")]),
+    ("dotplot w/ canonical markers CD3E, MS4A1 grouped by cell type", [c("plot_dotplot", var_names=["CD3E", "MS4A1"], groupby="cell_type")]),
+    ("normalize w/ target sum 1e4", [c("normalize_total", target_sum=10000)]),
 ]
 
 
