@@ -223,6 +223,7 @@ def test_english_words_are_not_smiles(chem, text):
 @pytest.mark.parametrize("text", [
     "predict the boiling point of ethanol", "retrosynthesis of imatinib", "what is the pKa of acetic acid",
     "draw aspirin", "keep molecules in lib.smi with fewer than 3 rings",
+    "what's the exact mass of caffeine", "could you give me the molecular formula of caffeine",
 ])
 def test_unsupported_requests_are_rejected(chem, text):
     with pytest.raises(InstructionParseError):
@@ -323,6 +324,68 @@ REGRESSIONS = [
     # a forward pronoun after "after"
     ("draw aspirin to out/asp.png after computing its QED",
      [qed("aspirin"), call("draw_molecule", molecule="aspirin", output="out/asp.png")]),
+    # politeness and hedges around a request, after a comma or a closing question mark
+    ("For the SAR table I need the cLogP and TPSA of warfarin and sildenafil, if you could.",
+     [logp("warfarin"), logp("sildenafil"), tpsa("warfarin"), tpsa("sildenafil")]),
+    ("Hi there, could you please compute the QED for imatinib? Thanks!", [qed("imatinib")]),
+    ("hey! quick q - what's the logP of nicotine?", [logp("nicotine")]),
+    ("Quick one: number of aromatic rings in imatinib?", [call("ring_count", molecule="imatinib", aromatic_only=True)]),
+    ("I'd appreciate the QED of imatinib.", [qed("imatinib")]),
+    ("what is the molecular weight of aspirin, roughly?", [mw("aspirin")]),
+    ("logP of caffeine is what I need", [logp("caffeine")]),
+    # parenthesised asides: about the molecule, its SMILES, a qualifier of the property
+    ("logP of nicotine (the free base, not a salt)", [logp("nicotine")]),
+    ("logP of paracetamol (aka acetaminophen)", [logp("paracetamol")]),
+    ("calculate MW for aspirin (CC(=O)Oc1ccccc1C(=O)O)", [mw("aspirin")]),
+    ("logP (Crippen) of caffeine", [logp("caffeine")]),
+    ("get me the TPSA (in Å²) of caffeine", [tpsa("caffeine")]),
+    ("how heavy is a caffeine molecule", [mw("caffeine")]),
+    # terse shorthand and counted lists
+    ("mw + logp, ibuprofen", [mw("ibuprofen"), logp("ibuprofen")]),
+    ("caffeine -> logP", [logp("caffeine")]),
+    ("we need the MW of these three compounds: aspirin, caffeine, nicotine",
+     [mw("aspirin"), mw("caffeine"), mw("nicotine")]),
+    ("the SMILES is CC(=O)O, what's its logP?", [logp("CC(=O)O")]),
+    ("For aspirin: is it drug-like?", [lip("aspirin")]),
+    ("MW of aspirin, and what about its TPSA?", [mw("aspirin"), tpsa("aspirin")]),
+    # fingerprints before the similarity word, a comma before the pair, "each of" the second molecules
+    ("compute Morgan radius 3 similarity of aspirin and ibuprofen", [tani("aspirin", "ibuprofen", radius=3)]),
+    ("ECFP4 tanimoto, aspirin vs ibuprofen", [tani("aspirin", "ibuprofen")]),
+    ("aspirin vs ibuprofen, tanimoto (ECFP6)", [tani("aspirin", "ibuprofen", radius=3)]),
+    ("compare aspirin and ibuprofen structurally", [tani("aspirin", "ibuprofen")]),
+    ("compute the similarity of aspirin to each of ibuprofen and naproxen",
+     [tani("aspirin", "ibuprofen"), tani("aspirin", "naproxen")]),
+    # library searches and filters
+    ("give me hits in lib.smi above 0.7 similarity to aspirin", [ss("aspirin", "lib.smi", threshold=0.7)]),
+    ("what are the closest 3 molecules to caffeine in lib.smi?", [ss("caffeine", "lib.smi", top_k=3)]),
+    ("nearest neighbours of aspirin in lib.smi (top 5, min similarity 0.6)",
+     [ss("aspirin", "lib.smi", top_k=5, threshold=0.6)]),
+    ("lib.smi: keep QED > 0.6", [flt("lib.smi", "qed", "gt", 0.6)]),
+    ("search lib.smi for aspirin analogs, then filter the hits to logP < 3",
+     [ss("aspirin", "lib.smi"), flt("lib.smi", "logp", "lt", 3)]),
+    # reordering with a forward pronoun
+    ("Before you draw diazepam to figs/diaz.png, tell me its molecular weight",
+     [mw("diazepam"), call("draw_molecule", molecule="diazepam", output="figs/diaz.png")]),
+    ("draw nicotine to n.png, but first compute its logP",
+     [logp("nicotine"), call("draw_molecule", molecule="nicotine", output="n.png")]),
+    ("Draw aspirin; save it as out/a.png", [call("draw_molecule", molecule="aspirin", output="out/a.png")]),
+    ("how many rings does indole have, aromatic only?", [call("ring_count", molecule="indole", aromatic_only=True)]),
+    ("tell me how lipophilic warfarin is", [logp("warfarin")]),
+    ("how flexible is ibuprofen?", [rot("ibuprofen")]),
+    ("is CCO drug-like according to Lipinski?", [lip("CCO")]),
+    ("retrieve the QED score for aspirin", [qed("aspirin")]),
+    ("generate an image of aspirin and save it to a.png", [call("draw_molecule", molecule="aspirin", output="a.png")]),
+    ("retrieve all compounds in lib.smi that are at least 70% similar to aspirin",
+     [ss("aspirin", "lib.smi", threshold=0.7)]),
+    # reaction conditions around the reaction name
+    ("amide coupling (HATU) of benzoic acid and benzylamine",
+     [call("run_reaction", reaction="amide_coupling", reactants=["benzoic acid", "benzylamine"])]),
+    ("EDC/HOBt coupling of acetic acid with aniline",
+     [call("run_reaction", reaction="amide_coupling", reactants=["acetic acid", "aniline"])]),
+    ("run a Pd-catalysed Suzuki coupling of bromobenzene and phenylboronic acid",
+     [call("run_reaction", reaction="suzuki_coupling", reactants=["bromobenzene", "phenylboronic acid"])]),
+    ("once you have the MW of aspirin, draw it to a.png",
+     [mw("aspirin"), call("draw_molecule", molecule="aspirin", output="a.png")]),
 ]
 
 
