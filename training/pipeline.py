@@ -88,12 +88,19 @@ def plot_coverage(curve: Mapping[str, list[tuple[int, float]]], path: Path, titl
     return path
 
 
-def plot_per_tool(reports: Mapping[str, Any], path: Path, title: str) -> Path | None:
-    """Call-level F1 per tool for each system, as grouped bars."""
+def plot_per_tool(reports: Mapping[str, Any], path: Path, title: str,
+                  known: Iterable[str] | None = None) -> Path | None:
+    """Call-level F1 per tool for each system, as grouped bars.
+
+    With ``known`` (the domain's tool names), only those tools get bars: a tool name a model
+    invented counts against its precision in the tables but gets no bar of its own.
+    """
     plt = _plt()
     if plt is None:
         return None
     tools = sorted({tool for report in reports.values() for tool in report.per_tool})
+    if known is not None:
+        tools = [tool for tool in tools if tool in set(known)]
     if not tools:
         return None
     fig, ax = plt.subplots(figsize=(max(6.0, len(tools) * 0.45), 4.2))
@@ -105,8 +112,8 @@ def plot_per_tool(reports: Mapping[str, Any], path: Path, title: str) -> Path | 
     ax.set_xticklabels(tools, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("call-level F1")
     ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_title(title, pad=22)
+    ax.legend(fontsize=8, ncol=len(reports), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -270,7 +277,7 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
         reports = compare_systems(systems, gold_with_ids, grammar.tools)
         evaluation[set_name] = reports
         plot_per_tool(reports, out / f"accuracy_per_tool_{set_name}.png",
-                      f"{grammar.domain}: call F1 per tool on the {set_name} set")
+                      f"{grammar.domain}: call F1 per tool on the {set_name} set", known=grammar.tools.tools)
     figures["evaluation"] = {s: {n: r.to_dict() for n, r in reports.items()} for s, reports in evaluation.items()}
     _done(start, "; ".join(f"{s}: model exact {r['model'].exact_match:.2f}, parser {r['parser'].exact_match:.2f}, "
                            f"both {r['parser+model'].exact_match:.2f}" for s, r in evaluation.items()))
@@ -311,7 +318,8 @@ def _report_markdown(grammar: Any, config: PipelineConfig, figures: dict[str, An
              "heldout": "synthetic instructions whose phrasing x tool combinations no training record has",
              "unseen": "instructions written against the tool contract alone, never fitted by the grammar"}
     for set_name, reports in evaluation.items():
-        lines += [f"## Evaluation on the {set_name} set", "", f"{about.get(set_name, set_name)}.", ""]
+        what = about.get(set_name, set_name)
+        lines += [f"## Evaluation on the {set_name} set", "", f"{what[0].upper()}{what[1:]}.", ""]
         lines += _markdown_table(["system", "n", "exact match", "precision", "recall", "F1", "schema-valid"],
                                  _system_rows(reports))
         lines.append("")
