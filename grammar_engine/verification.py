@@ -249,8 +249,59 @@ class PrunedEarley:
         but at most ``limit`` (Lark picks one of them; which may depend on details the pruned parse
         does not reproduce); ``_AMBIGUOUS`` when it holds more; None when there is no parse.
         """
+        root = self.forest(text)
+        return None if root is None else self.trees(root, limit=limit)
+
+    def trees(self, root: Any, *, limit: int = 16) -> Tree | list[Tree] | object:
+        """:meth:`parse`'s answer for a forest from :meth:`forest`."""
         from lark.parsers.earley_forest import ForestToParseTree
 
+        visitor = self.full.forest_sum_visitor
+        if not _ambiguous(root):
+            return ForestToParseTree(Tree, self.callbacks, visitor and visitor(), True, False).transform(root)
+        if limit <= 0 or _count_derivations(root, limit) > limit:
+            return _AMBIGUOUS
+        from lark.visitors import CollapseAmbiguities
+
+        forest = ForestToParseTree(Tree, self.ambiguous_callbacks, visitor and visitor(), False, True).transform(root)
+        return list(CollapseAmbiguities().transform(forest))
+
+    def derivation(self, root: Any) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]] | None:
+        """The one derivation of an unambiguous forest: expansions (post-order), token types, starts.
+
+        The expansions come in the order Lark's tree callbacks would run, so they compare with a
+        generated :class:`~grammar_engine.generation.Derivation`. None when a node has more than
+        one family (the forest is ambiguous).
+        """
+        index = self.index
+        rules: list[int] = []
+        types: list[str] = []
+        starts: list[int] = []
+        stack: list[Any] = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, int):  # a rule whose children are done
+                rules.append(node)
+                continue
+            families = getattr(node, "_children", None)
+            if families is None:  # a token
+                token = node.token
+                types.append(token.type)
+                starts.append(token.start_pos)
+                continue
+            if len(families) != 1 or node.paths:
+                return None
+            (packed,) = families
+            if not node.is_intermediate:
+                stack.append(index[id(packed.rule)])
+            if packed.right is not None:
+                stack.append(packed.right)
+            if packed.left is not None:
+                stack.append(packed.left)
+        return tuple(rules), tuple(types), tuple(starts)
+
+    def forest(self, text: str) -> Any:
+        """The pruned parser's shared packed parse forest of ``text``; None when it does not parse."""
         pruned = copy.copy(self.full)
         if self.lookahead:
             positions = _PositionPredictions(self, text)
@@ -264,18 +315,9 @@ class PrunedEarley:
         frontend = copy.copy(self.frontend)
         frontend.parser = pruned
         try:
-            root = frontend.parse(text, self.start)
+            return frontend.parse(text, self.start)
         except LarkError:
             return None
-        visitor = self.full.forest_sum_visitor
-        if not _ambiguous(root):
-            return ForestToParseTree(Tree, self.callbacks, visitor and visitor(), True, False).transform(root)
-        if limit <= 0 or _count_derivations(root, limit) > limit:
-            return _AMBIGUOUS
-        from lark.visitors import CollapseAmbiguities
-
-        forest = ForestToParseTree(Tree, self.ambiguous_callbacks, visitor and visitor(), False, True).transform(root)
-        return list(CollapseAmbiguities().transform(forest))
 
 
 def _pattern_first_chars(regexp: str, flags: int) -> set[str] | None:
@@ -622,6 +664,7 @@ class Verifier:
     fast_parser: lark.Lark | None = None
     keyed: bool = False
     pruned: PrunedEarley | None = None
+    trust_derivations: bool = True
     _skeletons: set[bytes] = field(default_factory=set)
 
     def _count(self, key: str) -> None:
@@ -693,7 +736,7 @@ class Verifier:
         want = calls_key(calls)
         if self.fast_parser is None:
             if self.pruned is not None and self.kind is VerifierKind.PRUNED_EARLEY:
-                return self._check_pruned(text, want)
+                return self._check_pruned(text, want, derivation if self.trust_derivations else None)
             got = self.exact_calls(text)
             return "" if got is not None and calls_key(got) == want else "verify"
         key = self._skeleton_key(derivation) if self.keyed else None
@@ -716,14 +759,27 @@ class Verifier:
         got = self.exact_calls(text)
         return "" if got is not None and calls_key(got) == want else "verify"
 
-    def _check_pruned(self, text: str, want: str) -> str:
+    def _check_pruned(self, text: str, want: str, derivation: Derivation | None = None) -> str:
         assert self.pruned is not None
         try:
-            tree = self.pruned.parse(text)
+            root = self.pruned.forest(text)
         except RecursionError:
             return "verify"
-        if tree is None:
+        if root is None:
             self._count("pruned")
+            return "verify"
+        if derivation is not None:
+            # one derivation in the forest, and it is the generated one: the parser's tree is the
+            # generated tree (same rules, same tokens at the same places), so are its calls
+            found = self.pruned.derivation(root)
+            if found is not None and found == (derivation.expansions, derivation.token_types,
+                                               derivation.token_starts):
+                self._count("pruned")
+                self._count("pruned_generated")
+                return ""
+        try:
+            tree = self.pruned.trees(root)
+        except RecursionError:
             return "verify"
         if isinstance(tree, list):
             self._count("pruned_ambiguous")

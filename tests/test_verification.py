@@ -89,3 +89,33 @@ def test_lookahead_agrees_with_the_plain_parse_on_shipped_domains(domain: str) -
         assert plain == ahead, text
         parsed += plain is not None
     assert parsed >= 15
+
+
+@pytest.mark.parametrize("domain", ["chem", "singlecell"])
+def test_accepting_the_generated_derivation_decides_as_building_the_tree_does(domain: str) -> None:
+    """When the forest's one derivation is the generated one, the sample is accepted without a tree;
+    every decision must be the one that building the tree and reading its calls gives."""
+    from grammar_engine.sampling import sample
+    from grammar_engine.verification import build_verifier
+
+    grammar = grammar_engine.load(ROOT / "grammars" / domain)
+    quick, full = build_verifier(grammar), build_verifier(grammar)
+    full.trust_derivations = False
+    stream = sample(grammar, None, strategy="weighted", seed=11, verify="off")
+    decisions = []
+    for _ in range(150):
+        _, built = stream._build(None)
+        if built is not None:
+            derivation, calls = built
+            decisions.append((quick.check(derivation, calls), full.check(derivation, calls)))
+    assert len(decisions) > 100
+    assert all(a == b for a, b in decisions), [d for d in decisions if d[0] != d[1]]
+    accepted = sum(a == "" for a, _ in decisions)
+    assert quick.counts.get("pruned_generated", 0) >= accepted // 2 > 0  # the shortcut is taken
+    assert "pruned_generated" not in full.counts
+    # the derivation read off the forest is the parser's: its expansions are those the tree callbacks record
+    text = "normalize to 10k then log1p" if domain == "singlecell" else "logp of aspirin"
+    root = quick.pruned.forest(text)
+    expansions, _types, starts = quick.pruned.derivation(root)
+    tree, used = quick.pruned.expansions(text)
+    assert expansions == used and starts[0] == 0
