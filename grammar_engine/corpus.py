@@ -6,7 +6,8 @@ from :func:`grammar_engine.sampling.sample` into ``out_dir``::
     out_dir/
         train-00000.jsonl     records, ``shard_size`` per file
         heldout-00000.jsonl
-        manifest.json         hashes, strategy, seed, counts, rejections, tools, shards
+        manifest.json         hashes, strategy, seed, counts, rejections, tools, shards,
+                              molecules (name -> SMILES, when the tools take molecules)
 
 One record per line (keys in this order)::
 
@@ -61,6 +62,7 @@ from .errors import CorpusFormatError, InvalidArgument, SamplingError
 from .generation import gen_tables
 from .sampling import SamplingStrategy, _strategy_factory, sample, verifier_for
 from .slots import SlotKind
+from .values import ValueKind
 
 if TYPE_CHECKING:
     from .grammar import Grammar
@@ -312,6 +314,15 @@ class _Shards:
         return sorted(self.done, key=lambda s: s["file"])
 
 
+def _molecule_lexicon(grammar: Grammar) -> dict[str, str]:
+    """Name -> SMILES of the grammar's lexicon when its tools take molecules (else empty)."""
+    kinds = (ValueKind.MOLECULE, ValueKind.MOLECULE_LIST)
+    if grammar.lexicon is None or not any(spec.kind in kinds for tool in grammar.tools.tools.values()
+                                          for spec in tool.arguments.values()):
+        return {}
+    return {name: smiles for name in grammar.lexicon.names if (smiles := grammar.lexicon.smiles(name))}
+
+
 def write_corpus(
     grammar: Grammar,
     out_dir: str | Path,
@@ -485,6 +496,9 @@ def write_corpus(
         "shards": shard_list,
         "tools": tools,
     }
+    molecules = _molecule_lexicon(grammar)
+    if molecules:
+        manifest["molecules"] = molecules
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     run = {
         "seconds": round(elapsed, 3), "workers": workers,

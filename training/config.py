@@ -185,6 +185,16 @@ class ModelConfig(_JsonConfig):
         metadata={"help": "weights dtype when loading: auto (float32 on CPU, the saved dtype on GPU), "
                           "float32, bfloat16, float16"},
     )
+    split_spaces: bool = field(
+        default=True,
+        metadata={"help": "tiny tokenizer: every space its own token, so a word is spelled with the same "
+                          "tokens in the instruction and in the calls (which eases copying values)"},
+    )
+    molecule_names: bool = field(
+        default=True,
+        metadata={"help": "plain format: a molecule the instruction names is written by that name and read "
+                          "back as its SMILES through the corpus's lexicon"},
+    )
     prompt_format: str = field(
         default="auto",
         metadata={"help": "plain (<|user|>...<|calls|>JSON<|end|>), chat (the tokenizer's chat template "
@@ -202,6 +212,9 @@ class ModelConfig(_JsonConfig):
             self._fail("num_heads", self.num_heads, f"must divide hidden_size ({self.hidden_size})")
         self._check_choice("dtype", DTYPES)
         self._check_choice("prompt_format", PROMPT_FORMATS)
+        for name in ("split_spaces", "molecule_names"):
+            if not isinstance(getattr(self, name), bool):
+                self._fail(name, getattr(self, name), "must be true or false")
 
     @property
     def is_tiny(self) -> bool:

@@ -10,7 +10,9 @@ Two prompt formats:
 (one line; broken here for width).
 
 The prompt is everything up to and including ``<|calls|>``; the target is the compact canonical
-JSON of the calls (:func:`calls_to_json`) followed by ``<|end|>``.
+JSON of the calls (:func:`calls_to_json`) followed by ``<|end|>``. In a domain whose tools take
+molecules, a molecule the instruction names in words is written by that name rather than its
+SMILES, and read back through the corpus's lexicon (:mod:`training.molecule_names`).
 
 ``chat`` (a pretrained model with a chat template): the tokenizer renders the user message with
 the tool definitions (``tools=``) and a generation prompt; the target is what the template adds
@@ -31,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from grammar_engine.errors import CorpusFormatError, Location
 from grammar_engine.tools import ToolRegistry
+
+from .molecule_names import MoleculeNames
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -233,20 +237,27 @@ def plain_prompt(instruction: str) -> str:
 
 
 def plain_example(
-    record: Mapping[str, Any], registry: ToolRegistry | None = None, *, end: str = END_MARKER
+    record: Mapping[str, Any], registry: ToolRegistry | None = None, *, end: str = END_MARKER,
+    molecules: MoleculeNames | None = None,
 ) -> Example:
     """The plain-format :class:`Example` of a corpus record.
 
     ``end`` closes the target: ``<|end|>`` for the tiny tokenizer, the end-of-sequence token of
-    a pretrained one (so that generation stops there without new special tokens).
+    a pretrained one (so that generation stops there without new special tokens). With
+    ``molecules`` (and a registry), a molecule the instruction names is written by that name
+    (see :mod:`training.molecule_names`).
     """
     calls = record_calls(record)
+    instruction = str(record["instruction"])
+    written = [_canonical_call(call, registry) for call in calls]
+    if molecules is not None and registry is not None:
+        written = molecules.to_names(written, instruction, registry)
     return Example(
         id=str(record.get("id", "")),
-        instruction=str(record["instruction"]),
+        instruction=instruction,
         calls=calls,
-        prompt=plain_prompt(str(record["instruction"])),
-        target=calls_to_json(calls, registry) + end,
+        prompt=plain_prompt(instruction),
+        target=json.dumps(written, ensure_ascii=False, separators=(",", ":")) + end,
     )
 
 
@@ -312,6 +323,7 @@ def build_examples(
     tokenizer: PreTrainedTokenizerBase | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
     registry: ToolRegistry | None = None,
+    molecules: MoleculeNames | None = None,
 ) -> list[Example]:
     """Format corpus records as :class:`Example` in the given prompt format.
 
@@ -327,6 +339,8 @@ def build_examples(
         Function definitions given to the chat template (a record's own ``tools`` win).
     registry
         Canonicalizes the target calls (defaults dropped, schema argument order).
+    molecules
+        Plain format: write the molecules an instruction names by those names.
     """
     if prompt_format not in ("plain", "chat"):
         raise ValueError(f"prompt_format must be 'plain' or 'chat', got {prompt_format!r}")
@@ -336,7 +350,7 @@ def build_examples(
     examples = []
     for record in records:
         if prompt_format == "plain":
-            examples.append(plain_example(record, registry, end=end))
+            examples.append(plain_example(record, registry, end=end, molecules=molecules))
         else:
             assert tokenizer is not None
             examples.append(chat_example(record, tokenizer, record.get("tools") or tools, registry))

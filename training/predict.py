@@ -30,6 +30,7 @@ from grammar_engine.tools import ToolRegistry
 from ._imports import require
 from .config import DecodeConfig
 from .data import chat_prompt, extract_calls, plain_prompt, registry_from_definitions
+from .molecule_names import MoleculeNames
 
 __all__ = ["PredictSummary", "Predictor", "load_domain_registry", "load_parser", "predict_file", "read_instructions"]
 
@@ -112,6 +113,9 @@ class Predictor:
                                                                  else "plain")
         self.parser = parser
         self.recover = recover
+        # molecules the model writes by name (see training.molecule_names) are read back as SMILES
+        names = self.info.get("molecules")
+        self.molecules = MoleculeNames(names) if names and self.prompt_format == "plain" else None
         self.constrained = None
         if constrained:
             if registry is None:
@@ -162,6 +166,8 @@ class Predictor:
             calls = extract_calls(text, self.prompt_format)
         except ValueError as exc:
             return {"calls": [], "error": f"invalid output: {exc}", "output": text[:500]}
+        if self.molecules is not None and self.registry is not None:
+            calls = self.molecules.resolve(calls, self.registry)
         result: dict[str, Any] = {"calls": calls}
         if self.registry is not None:
             problems = [p for call in calls for p in self.registry.validate_call(call)]

@@ -33,7 +33,8 @@ def example_texts(examples: Iterable[Example]) -> Iterable[str]:
 
 
 def train_tokenizer(
-    texts: Iterable[str], *, vocab_size: int = 1024, min_frequency: int = 2, model_max_length: int = 512
+    texts: Iterable[str], *, vocab_size: int = 1024, min_frequency: int = 2, model_max_length: int = 512,
+    split_spaces: bool = True,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE with individual digits and wrap it for transformers.
 
@@ -47,6 +48,10 @@ def train_tokenizer(
         A merge must occur at least this often.
     model_max_length
         Recorded on the tokenizer (the tiny model's position limit).
+    split_spaces
+        Make every whitespace character a token of its own, so that no token joins a space to a
+        word: ``CST3`` after a space in the instruction and after a quote in the calls is then the
+        same token sequence, and the model copies it instead of learning two spellings.
 
     Returns
     -------
@@ -55,14 +60,14 @@ def train_tokenizer(
         ``<|calls|>`` as extra special tokens; no chat template (the plain format is used).
     """
     require("tokenizers", "transformers", purpose="training a tokenizer")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    ])
+    steps = [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    if split_spaces:
+        steps.insert(0, pre_tokenizers.Split(Regex(r"\s"), behavior="isolated"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence(steps)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -48,6 +48,7 @@ from .data import (
     registry_from_definitions,
     resolve_prompt_format,
 )
+from .molecule_names import MoleculeNames
 
 __all__ = [
     "CHECKPOINT_STATE",
@@ -382,19 +383,24 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
     records = read_corpus(config.corpus_dir, "train")
     tools = manifest.get("tools") or records[0].get("tools") or []
     registry = registry_from_definitions(tools, manifest.get("domain", "")) if tools else None
+    lexicon = manifest.get("molecules") if config.model.molecule_names else None
+    molecules = MoleculeNames(lexicon) if lexicon and MoleculeNames.wanted(registry) else None
     if config.model.is_tiny:
         if checkpoint is None and main:
-            plain = build_examples(records, prompt_format="plain", registry=registry)
+            plain = build_examples(records, prompt_format="plain", registry=registry, molecules=molecules)
             tokenizer = train_tokenizer(example_texts(plain), vocab_size=config.model.vocab_size,
-                                        model_max_length=config.model.max_position_embeddings)
+                                        model_max_length=config.model.max_position_embeddings,
+                                        split_spaces=config.model.split_spaces)
             tokenizer.save_pretrained(str(out))
         accelerator.wait_for_everyone()
         tokenizer = load_tokenizer(out)  # every rank reads the saved one: identical, and the predict path
     else:
         tokenizer = load_tokenizer(config.model.name_or_path)
     prompt_format = resolve_prompt_format(config.model.prompt_format, tokenizer)
+    if prompt_format != "plain":
+        molecules = None
     examples = build_examples(records, prompt_format=prompt_format, tokenizer=tokenizer, tools=tools,
-                              registry=registry)
+                              registry=registry, molecules=molecules)
     encoded = [encode_example(e, tokenizer, config.max_length) for e in examples]
     data_hash = _data_hash(encoded)
     max_target = max(sum(1 for label in e["labels"] if label != IGNORE_INDEX) for e in encoded)
@@ -443,6 +449,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
         "prompt_format": prompt_format,
         "domain": manifest.get("domain", ""),
         "tools": tools,
+        "molecules": molecules.names if molecules is not None else None,
         "max_target_tokens": max_target,
         "parameters": parameters,
         "trainable_parameters": trainable,
