@@ -58,7 +58,7 @@ def write_records_corpus(records: list[dict[str, Any]], out: Path, domain: str) 
 def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     """Train one model and evaluate it on its test sets (runs in a worker process of its own)."""
     import grammar_engine
-    from training.config import TrainConfig
+    from training.config import ModelConfig, TrainConfig
     from training.evaluation import evaluate_predictions
     from training.predict import Predictor
     from training.trainer import train
@@ -66,7 +66,8 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     grammar = grammar_engine.load(job["domain_dir"])
     config = TrainConfig(corpus_dir=job["corpus"], output_dir=job["output"], max_tokens=job["tokens"],
                          max_minutes=None, batch_size=job["batch_size"], seed=job["seed"], progress=False,
-                         plot=False, checkpoint_every=10**9, num_threads=job["threads"])
+                         plot=False, checkpoint_every=10**9, num_threads=job["threads"],
+                         model=ModelConfig(**job.get("model", {})))
     result = train(config)
     predictor = Predictor.from_pretrained(config.output_dir)
     scores: dict[str, dict[str, float]] = {}
@@ -228,14 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = run(args)
     results["elapsed_s"] = time.perf_counter() - start
-    out = Path(args.out)
+    save_report(Path(args.out), results, table(results), "experiment.md",
+                f"elapsed: {results['elapsed_s'] / 60:.1f} min")
+    return 0
+
+
+def save_report(out: Path, results: dict[str, Any], text: str, name: str, footer: str) -> None:
+    """Write ``results.json`` and the markdown table ``name`` (with ``footer``) under ``out``; print both."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    text = table(results)
-    (out / "experiment.md").write_text(text + f"\n\nelapsed: {results['elapsed_s'] / 60:.1f} min\n")
+    (out / name).write_text(f"{text}\n\n{footer}\n")
     print(text)
-    print(f"elapsed: {results['elapsed_s'] / 60:.1f} min")
-    return 0
+    print(footer)
 
 
 if __name__ == "__main__":
