@@ -15,17 +15,14 @@ a parse. Grammar authors work with the strict parser (``decompose``), which neve
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass
 
 from .errors import InstructionParseError, InvalidArgument
-from .grammar import Grammar, normalize_instruction
+from .grammar import _WORD_RE, Grammar, normalize_instruction
 from .parsing import Decomposition
 
 __all__ = ["Recovered", "SkippedWord", "parse_with_recovery"]
-
-_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,7 @@ def parse_with_recovery(
     except InstructionParseError as first:
         failure = first
     norm = normalize_instruction(text)
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(norm)]
+    spans = [(m.start(), m.end()) for m in _WORD_RE.finditer(norm)]
     if not spans or failure.text != norm or not _located(failure):
         raise failure  # empty, too long, or a value or schema problem: not a matter of words
     limit = min(max_skips, int(len(spans) * max_share))
@@ -140,7 +137,8 @@ def parse_with_recovery(
                 continue
             if not decomposition.calls:
                 continue
+            kept = set(candidate)
             skipped = tuple(SkippedWord(norm[spans[i][0]:spans[i][1]], spans[i][0] + 1)
-                            for i in range(len(spans)) if i not in set(candidate))
+                            for i in range(len(spans)) if i not in kept)
             return Recovered(decomposition, skipped, parses)
     raise failure
