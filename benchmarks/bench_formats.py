@@ -39,8 +39,8 @@ from experiment import save_report, train_and_evaluate  # noqa: E402
 FORMATS: dict[str, dict[str, bool]] = {
     "spaces joined, SMILES": {"split_spaces": False, "molecule_names": False},
     "spaces split, SMILES": {"split_spaces": True, "molecule_names": False},
-    "spaces joined, names": {"split_spaces": False, "molecule_names": True},
-    "spaces split, names (default)": {"split_spaces": True, "molecule_names": True},
+    "spaces joined, names (default)": {"split_spaces": False, "molecule_names": True},
+    "spaces split, names": {"split_spaces": True, "molecule_names": True},
 }
 TEST_SETS = ("heldout", "recorded", "unseen")
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not has_molecules:  # the molecule option changes nothing here: one row per space setting
                 if not model["molecule_names"]:
                     continue
-                name = name.split(",")[0] + (" (default)" if model["split_spaces"] else "")
+                name = name.split(",")[0] + ("" if model["split_spaces"] else " (default)")
             jobs[(domain, name)] = {
                 "domain_dir": str(domain_dir), "corpus": str(corpus), "tokens": args.tokens,
                 "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads, "test_sets": sets,

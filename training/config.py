@@ -186,9 +186,10 @@ class ModelConfig(_JsonConfig):
                           "float32, bfloat16, float16"},
     )
     split_spaces: bool = field(
-        default=True,
+        default=False,
         metadata={"help": "tiny tokenizer: every space its own token, so a word is spelled with the same "
-                          "tokens in the instruction and in the calls (which eases copying values)"},
+                          "tokens in the instruction and in the calls (off: measured worse, see "
+                          "benchmarks/bench_formats.py)"},
     )
     molecule_names: bool = field(
         default=True,

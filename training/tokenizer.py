@@ -2,7 +2,10 @@
 
 Numbers as single BPE tokens let a tiny model memorise phrasing -> value; with digits split it
 copies values digit by digit and generalizes to unseen numbers (held-out exact match 0.66 ->
-0.86 in the training notes). The byte-level alphabet covers every character, so any SMILES,
+0.86 in the training notes). With ``split_spaces`` every space is a token of its own, so a word
+copied from the instruction into the calls keeps its tokens; at equal token budgets that measured
+worse (longer sequences, fewer examples: ``benchmarks/bench_formats.py``), so it is off by
+default. The byte-level alphabet covers every character, so any SMILES,
 path or gene name can be written, and every ASCII character is a single token (which
 constrained decoding relies on to close any open structure one character at a time).
 
@@ -34,7 +37,7 @@ def example_texts(examples: Iterable[Example]) -> Iterable[str]:
 
 def train_tokenizer(
     texts: Iterable[str], *, vocab_size: int = 1024, min_frequency: int = 2, model_max_length: int = 512,
-    split_spaces: bool = True,
+    split_spaces: bool = False,
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE with individual digits and wrap it for transformers.
 
