@@ -62,7 +62,6 @@ from .errors import CorpusFormatError, InvalidArgument, SamplingError
 from .generation import gen_tables
 from .sampling import SamplingStrategy, _strategy_factory, sample, verifier_for
 from .slots import SlotKind
-from .values import ValueKind
 
 if TYPE_CHECKING:
     from .grammar import Grammar
@@ -316,9 +315,7 @@ class _Shards:
 
 def _molecule_lexicon(grammar: Grammar) -> dict[str, str]:
     """Name -> SMILES of the grammar's lexicon when its tools take molecules (else empty)."""
-    kinds = (ValueKind.MOLECULE, ValueKind.MOLECULE_LIST)
-    if grammar.lexicon is None or not any(spec.kind in kinds for tool in grammar.tools.tools.values()
-                                          for spec in tool.arguments.values()):
+    if grammar.lexicon is None or not grammar.tools.takes_molecules:
         return {}
     return {name: smiles for name in grammar.lexicon.names if (smiles := grammar.lexicon.smiles(name))}
 

@@ -693,6 +693,12 @@ class ToolRegistry:
             problems += self.domain_problems(call)
         return problems
 
+    @property
+    def takes_molecules(self) -> bool:
+        """Whether any tool has a molecule (or molecule-list) argument."""
+        return any(spec.kind.item_kind is ValueKind.MOLECULE
+                   for tool in self.tools.values() for spec in tool.arguments.values())
+
     def normalize_call(
         self, call: Mapping[str, Any], *, canonical_molecule: Callable[[str], str] | None = None
     ) -> ToolCall:

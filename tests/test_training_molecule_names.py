@@ -71,9 +71,9 @@ def test_plain_targets_use_names_only_when_asked(names, chem):
     assert CAFFEINE in plain.target
 
 
-def test_molecule_names_are_wanted_only_by_tools_that_take_molecules(chem):
+def test_only_tools_with_molecule_arguments_take_molecules(chem):
     singlecell = ToolRegistry.from_file(ROOT / "grammars" / "singlecell" / "tools.json")
-    assert MoleculeNames.wanted(chem) and not MoleculeNames.wanted(singlecell) and not MoleculeNames.wanted(None)
+    assert chem.takes_molecules and not singlecell.takes_molecules
 
 
 def test_the_corpus_manifest_carries_the_lexicon_for_molecule_domains(tmp_path):

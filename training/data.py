@@ -249,15 +249,15 @@ def plain_example(
     """
     calls = record_calls(record)
     instruction = str(record["instruction"])
-    written = [_canonical_call(call, registry) for call in calls]
+    written = calls
     if molecules is not None and registry is not None:
-        written = molecules.to_names(written, instruction, registry)
+        written = molecules.to_names(calls, instruction, registry)
     return Example(
         id=str(record.get("id", "")),
         instruction=instruction,
         calls=calls,
         prompt=plain_prompt(instruction),
-        target=json.dumps(written, ensure_ascii=False, separators=(",", ":")) + end,
+        target=calls_to_json(written, registry) + end,
     )
 
 

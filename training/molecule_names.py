@@ -25,9 +25,6 @@ from grammar_engine.values import ValueKind
 
 __all__ = ["MoleculeNames"]
 
-_MOLECULE_KINDS = (ValueKind.MOLECULE, ValueKind.MOLECULE_LIST)
-
-
 def _key(name: str) -> str:
     return " ".join(name.lower().split())
 
@@ -44,11 +41,10 @@ class MoleculeNames:
     def __init__(self, names: Mapping[str, str]) -> None:
         self.names = dict(names)
         self._smiles = {_key(name): smiles for name, smiles in self.names.items()}
-        self._by_smiles: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+        self._by_smiles: dict[str, list[re.Pattern[str]]] = {}  # SMILES -> its names, as patterns
         for name, smiles in self.names.items():
             words = r"\s+".join(re.escape(w) for w in name.split())
-            pattern = re.compile(rf"(?<![\w-]){words}(?![\w-])", re.IGNORECASE)
-            self._by_smiles.setdefault(smiles, []).append((name, pattern))
+            self._by_smiles.setdefault(smiles, []).append(re.compile(rf"(?<![\w-]){words}(?![\w-])", re.IGNORECASE))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -60,7 +56,7 @@ class MoleculeNames:
     def spelled(self, smiles: str, instruction: str) -> str | None:
         """How ``instruction`` names the molecule ``smiles`` (its first lexicon name there), or None."""
         found: tuple[int, int, str] | None = None
-        for _name, pattern in self._by_smiles.get(smiles, ()):
+        for pattern in self._by_smiles.get(smiles, ()):
             match = pattern.search(instruction)
             if match is not None:
                 candidate = (match.start(), -len(match.group(0)), match.group(0))
@@ -75,7 +71,7 @@ class MoleculeNames:
             if tool is not None:
                 for arg, value in arguments.items():
                     spec = tool.arguments.get(arg)
-                    if spec is None or spec.kind not in _MOLECULE_KINDS:
+                    if spec is None or spec.kind.item_kind is not ValueKind.MOLECULE:
                         continue
                     if isinstance(value, str):
                         arguments[arg] = change(value)
@@ -91,9 +87,3 @@ class MoleculeNames:
     def resolve(self, calls: list[dict[str, Any]], registry: ToolRegistry) -> list[dict[str, Any]]:
         """``calls`` with each molecule value that is a lexicon name replaced by its SMILES."""
         return self._map(calls, registry, lambda value: self.smiles(value) or value)
-
-    @staticmethod
-    def wanted(registry: ToolRegistry | None) -> bool:
-        """Whether any tool of ``registry`` takes a molecule."""
-        return registry is not None and any(
-            spec.kind in _MOLECULE_KINDS for tool in registry.tools.values() for spec in tool.arguments.values())

@@ -384,7 +384,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
     tools = manifest.get("tools") or records[0].get("tools") or []
     registry = registry_from_definitions(tools, manifest.get("domain", "")) if tools else None
     lexicon = manifest.get("molecules") if config.model.molecule_names else None
-    molecules = MoleculeNames(lexicon) if lexicon and MoleculeNames.wanted(registry) else None
+    molecules = MoleculeNames(lexicon) if lexicon and registry is not None and registry.takes_molecules else None
     if config.model.is_tiny:
         if checkpoint is None and main:
             plain = build_examples(records, prompt_format="plain", registry=registry, molecules=molecules)
