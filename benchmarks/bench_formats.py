@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from experiment import save_report, train_and_evaluate  # noqa: E402
+from experiment import gold_records, save_report, train_and_evaluate  # noqa: E402
 
 FORMATS: dict[str, dict[str, bool]] = {
     "spaces joined, SMILES": {"split_spaces": False, "molecule_names": False},
@@ -48,7 +48,6 @@ TEST_SETS = ("heldout", "recorded", "unseen")
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import grammar_engine
     from grammar_engine.corpus import write_corpus
-    from grammar_engine.recordings import Record, read_instructions
     from training.data import read_corpus
 
     out = Path(args.out)
@@ -62,15 +61,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      chunk_size=250)
         has_molecules = bool(json.loads((corpus / "manifest.json").read_text()).get("molecules"))
 
-        def gold(path: Path | None) -> list[dict[str, Any]]:
-            if path is None:
-                return []
-            return [item.raw for item in read_instructions(path, require_calls=True)
-                    if isinstance(item, Record) and isinstance(item.raw.get("calls"), list)]
-
         sets = {"heldout": [{**r, "id": f"h{i}"} for i, r in enumerate(read_corpus(corpus, "heldout")[:args.heldout])],
-                "recorded": [{**r, "id": f"r{i}"} for i, r in enumerate(gold(grammar.recorded_path))],
-                "unseen": [{**r, "id": f"u{i}"} for i, r in enumerate(gold(grammar.unseen_path))]}
+                "recorded": [{**r, "id": f"r{i}"}
+                             for i, r in enumerate(gold_records(grammar.recorded_path, require_calls=True))],
+                "unseen": [{**r, "id": f"u{i}"}
+                           for i, r in enumerate(gold_records(grammar.unseen_path, require_calls=True))]}
         for name, model in FORMATS.items():
             if args.skip and any(part in name for part in args.skip):
                 continue

@@ -55,6 +55,16 @@ def write_records_corpus(records: list[dict[str, Any]], out: Path, domain: str) 
     return out
 
 
+def gold_records(path: Path | None, *, require_calls: bool = False) -> list[dict[str, Any]]:
+    """The records of a recordings-style JSONL file that carry a call list ([] without a file)."""
+    from grammar_engine.recordings import Record, read_instructions
+
+    if path is None:
+        return []
+    return [item.raw for item in read_instructions(path, require_calls=require_calls)
+            if isinstance(item, Record) and isinstance(item.raw.get("calls"), list)]
+
+
 def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     """Train one model and evaluate it on its test sets (runs in a worker process of its own)."""
     import grammar_engine
@@ -100,7 +110,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import grammar_engine
     from grammar_engine.corpus import write_corpus
-    from grammar_engine.recordings import Record, read_instructions
     from training.data import read_corpus
 
     out = Path(args.out)
@@ -108,10 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for domain in args.domains:
         domain_dir = ROOT / "grammars" / domain
         grammar = grammar_engine.load(domain_dir)
-        recorded = [item.raw for item in read_instructions(grammar.recorded_path)
-                    if isinstance(item, Record) and isinstance(item.raw.get("calls"), list)]
-        unseen = [item.raw for item in read_instructions(grammar.unseen_path, require_calls=True)
-                  if isinstance(item, Record) and isinstance(item.raw.get("calls"), list)] if grammar.unseen_path else []
+        recorded = gold_records(grammar.recorded_path)
+        unseen = gold_records(grammar.unseen_path, require_calls=True)
         # (b) does not depend on the recordings: one uniform corpus and one model serve every fold.
         # Every synthetic corpus uses the same seed, so all hold out the same phrasing x tool combinations.
         t0 = time.perf_counter()
