@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CorpusFormatError, InvalidArgument, SamplingError
 from .generation import gen_tables
-from .sampling import SamplingStrategy, _strategy_factory, sample, verifier_for
+from .sampling import DEFAULT_SESSION_LENGTH, SamplingStrategy, _strategy_factory, sample, verifier_for
 from .slots import SlotKind
 
 if TYPE_CHECKING:
@@ -395,6 +395,7 @@ def write_corpus(
         raise InvalidArgument(f"shard_size must be a whole number >= 1, got {shard_size!r}")
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     _strategy_factory(key)  # unknown strategy: fail before any work
+    options.setdefault("session_length", DEFAULT_SESSION_LENGTH)  # recorded in the manifest
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob("train-*.jsonl")) + list(out.glob("heldout-*.jsonl")):

@@ -279,9 +279,13 @@ class Generator:
         registry = self.grammar.tools
         schema = registry.tools[tool]
         try:
-            added = registry._facts(self._provides.get(tool, ()), registry._with_defaults(schema, values))
+            args = registry._with_defaults(schema, values)
+            added = registry._facts(self._provides.get(tool, ()), args)
+            removed = registry._facts(schema.removes, args) if schema.removes else ()
         except (KeyError, IndexError, ValueError):
             return state
+        if removed:
+            state = state - frozenset(removed)
         return state | frozenset(added) if added else state
 
     # -- values of the call being derived ------------------------------------------------------------

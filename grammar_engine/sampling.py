@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from .grammar import Grammar
 
 __all__ = [
+    "DEFAULT_SESSION_LENGTH",
     "ExpansionWeights",
     "Sample",
     "SampleStream",
@@ -114,6 +115,10 @@ class Sample:
         The tool of each call, in call order.
     phrasing
         The expansion ids (``call_pca#2``) of the call rules used, in text order.
+    state
+        The facts that held before the instruction (see ``session_length`` of :func:`sample`): its
+        calls satisfy the tools' preconditions from there,
+        ``grammar.tools.sequence_problems(calls, state=state) == []``.
     """
 
     instruction: str
@@ -122,6 +127,7 @@ class Sample:
     expansions: tuple[int, ...]
     tools: tuple[str, ...]
     phrasing: tuple[str, ...]
+    state: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         """``{"instruction", "calls"}``, JSON-ready."""
@@ -181,14 +187,20 @@ class SamplingReport:
 _OPTIONS = {
     "max_depth": None, "temperature": 1.0, "alpha": 1.0, "recordings": None, "weights": None,
     "verify": "auto", "max_attempts": 200, "preconditions": True, "max_chars": MAX_INSTRUCTION_CHARS,
-    "sources": None, "audit_every": 32,
+    "sources": None, "audit_every": 32, "session_length": None,
 }
+
+#: Mean instructions per sampled session (the ``session_length`` option's default).
+DEFAULT_SESSION_LENGTH = 4.0
+
+#: Consecutive rejections after which a session starts afresh (its facts may leave little to say).
+_SESSION_PATIENCE = 8
 class SampleStream(Iterator[Sample]):
     """A lazy stream of verified samples; :attr:`report` counts what it did so far."""
 
     def __init__(self, grammar: Grammar, n: int | None, chooser: Chooser, generator: Generator,
                  verifier: Verifier | None, rng: random.Random, report: SamplingReport, *,
-                 max_attempts: int, max_chars: int) -> None:
+                 max_attempts: int, max_chars: int, session_length: float = 1.0) -> None:
         self.grammar = grammar
         self.n = n
         self.chooser = chooser
@@ -198,6 +210,10 @@ class SampleStream(Iterator[Sample]):
         self.report = report
         self.max_attempts = max_attempts
         self.max_chars = max_chars
+        self.session_length = session_length
+        self.initial_state = frozenset(grammar.tools.initial_state)
+        self.state = self.initial_state
+        self._rejected_in_row = 0
         self._forced: DNode | None = None
 
     def __iter__(self) -> SampleStream:
@@ -233,15 +249,33 @@ class SampleStream(Iterator[Sample]):
         if sample is None:
             report.rejected[reason] += 1
             chooser.reject()
+            self._rejected_in_row += 1
+            if self._rejected_in_row >= _SESSION_PATIENCE:
+                self.state = self.initial_state
             return reason
         d, calls = sample
-        result = Sample(d.text, calls, d.tree, d.expansions, tuple(c["name"] for c in calls), d.phrasing)
+        result = Sample(d.text, calls, d.tree, d.expansions, tuple(c["name"] for c in calls), d.phrasing,
+                        self.state)
         report.samples += 1
         chooser.accept(result)
+        self._next_state(calls)
         return result
 
+    def _next_state(self, calls: list[dict[str, Any]]) -> None:
+        """Continue the session after an accepted instruction, or start a new one.
+
+        A session ends after each instruction with probability ``1 / session_length``, so sessions
+        are ``session_length`` instructions long on average; with 1, every instruction starts from
+        the domain's initial state (and no random number is drawn).
+        """
+        self._rejected_in_row = 0
+        if self.session_length > 1 and self.rng.random() * self.session_length >= 1:
+            self.state = frozenset(self.grammar.tools.state_after(calls, state=self.state))
+        else:
+            self.state = self.initial_state
+
     def _build(self, forced: DNode | None) -> tuple[str, tuple[Derivation, list[dict[str, Any]]] | None]:
-        d = self.generator.derive(self.rng, self.chooser, forced=forced)
+        d = self.generator.derive(self.rng, self.chooser, forced=forced, state=self.state)
         if isinstance(d, str):
             return d, None
         text = d.text
@@ -257,7 +291,7 @@ class SampleStream(Iterator[Sample]):
             return "recursion", None
         if not calls:
             return "no_calls", None
-        if self.grammar.tools.sequence_problems(calls):
+        if self.grammar.tools.sequence_problems(calls, state=self.state):
             return "precondition", None
         if any(self.grammar.tools.domain_problems(call) for call in calls):
             return "domain", None
@@ -314,7 +348,11 @@ def sample(
         (``{expansion index: weight}`` replacing the grammar file's overrides), ``verify``
         (``"auto"``: exact, ``"fast"``, ``"reference"``, ``"off"``), ``max_attempts`` (per sample, default 200),
         ``preconditions`` (steer toward valid call sequences, default True), ``max_chars``,
-        ``sources`` (a :class:`~grammar_engine.value_sources.ValueSources`), ``audit_every``;
+        ``sources`` (a :class:`~grammar_engine.value_sources.ValueSources`), ``audit_every``,
+        ``session_length`` (default 4: instructions are the steps of sessions of that mean length,
+        each starting from the facts the earlier ones established, so that ``umap`` alone is a
+        valid instruction once an earlier one computed the neighbours; 1: every instruction starts
+        from the domain's initial state);
         the coverage strategy adds ``targets`` (kinds to steer toward), ``fallback`` (strategy once
         they are covered), ``max_repeat`` and ``max_size`` (see :mod:`grammar_engine.coverage`).
 
@@ -354,13 +392,19 @@ def sample(
                           preconditions=bool(opts.pop("preconditions")))
     audit_every = opts.pop("audit_every")
     max_chars = opts.pop("max_chars")
+    session_length = opts.pop("session_length")
+    if session_length is None:
+        session_length = DEFAULT_SESSION_LENGTH
+    if isinstance(session_length, bool) or not isinstance(session_length, (int, float)) \
+            or not 1 <= session_length < float("inf"):
+        raise InvalidArgument(f"session_length must be a number >= 1, got {session_length!r}")
     verifier = None if mode is VerifyMode.OFF else verifier_for(grammar, mode.value, audit_every=audit_every)
     chooser = factory(grammar, generator=generator, **opts)
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     report = SamplingReport(key, seed if rng is None else None,
                             verifier=verifier.describe() if verifier is not None else {"kind": "off"})
     return SampleStream(grammar, n, chooser, generator, verifier, rng or random.Random(seed), report,
-                        max_attempts=max_attempts, max_chars=max_chars)
+                        max_attempts=max_attempts, max_chars=max_chars, session_length=float(session_length))
 
 
 # -- near --------------------------------------------------------------------------------------------------
@@ -416,6 +460,7 @@ def near(
     root = derivation_of_parse(tables, decomposition.text, decomposition.expansions)
     if root is None:
         raise SamplingError(f"cannot replay the parse of {decomposition.text!r}")
+    options.setdefault("session_length", 1)  # variants of one instruction, each from the initial state
     stream = sample(grammar, None, strategy=strategy, seed=seed, **options)
     rng = stream.rng
     sites = _sites(root)

@@ -26,7 +26,9 @@ item must meet a requirement); a fact naming an argument the call leaves out doe
 ``{arg?}`` is replaced by nothing, so ``"log1p{min_counts?}"`` is the fact ``log1p`` when
 ``min_counts`` is given. A requirement may name alternatives separated by ``|``
 (``"numeric:{keys} | var:{keys}"``: each key is a numeric obs key or a gene); it holds when one of
-them does.
+them does. A tool ``removes`` facts that its call makes stale (a new PCA
+removes ``neighbors``: the graph was built on the old components); removal comes before its own
+``provides``.
 
 Conditional value domains (``"domains"`` of a tool) say which values an argument takes given the
 values of other arguments of the same call; they are data for the samplers, not part of the
@@ -324,6 +326,7 @@ class ToolSchema:
     requires: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
     forbids: tuple[str, ...] = ()
+    removes: tuple[str, ...] = ()
     location: Location | None = None
     domains: tuple[ValueDomain, ...] = ()
 
@@ -459,7 +462,7 @@ class ToolRegistry:
             params = entry.get("parameters", {"type": "object", "properties": {}})
             cls._check_parameters(name, params, loc)
             facts = {key: cls._check_facts(name, key, entry.get(key, []), params, loc)
-                     for key in ("requires", "provides", "forbids")}
+                     for key in ("requires", "provides", "forbids", "removes")}
             tools[name] = ToolSchema(
                 name=name,
                 description=str(entry.get("description", "")),
@@ -467,6 +470,7 @@ class ToolRegistry:
                 requires=facts["requires"],
                 provides=facts["provides"],
                 forbids=facts["forbids"],
+                removes=facts["removes"],
                 location=loc,
                 domains=cls._read_domains(name, entry.get("domains", []), params, loc),
             )
@@ -507,7 +511,7 @@ class ToolRegistry:
 
     @staticmethod
     def _check_facts(tool: str, key: str, facts: Any, params: Mapping[str, Any], loc: Location) -> tuple[str, ...]:
-        """The fact templates of ``key`` (requires, provides, forbids), checked."""
+        """The fact templates of ``key`` (requires, provides, forbids, removes), checked."""
         if not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts):
             raise ToolBindingError(f"'{key}' of {tool!r} must be a list of non-empty strings", loc)
         props = params.get("properties", {})
@@ -851,7 +855,8 @@ class ToolRegistry:
         """Every precondition a call list violates, given the facts true before it starts.
 
         A tool ``requires`` facts that must hold, ``forbids`` facts that must not, and then
-        ``provides`` facts; templates are filled from the call's arguments with schema defaults.
+        ``removes`` and ``provides`` facts; templates are filled from the call's arguments with
+        schema defaults.
         """
         facts = set(self.initial_state if state is None else state)
         problems = []
@@ -866,7 +871,7 @@ class ToolRegistry:
             for fact in self._facts(tool.forbids, args):
                 if fact in facts:
                     problems.append(f"call {position + 1} ({tool.name}) cannot follow {fact!r}")
-            facts.update(self._facts(tool.provides, args))
+            self._apply(tool, args, facts)
         return problems
 
     def state_after(self, calls: Iterable[Mapping[str, Any]], state: Iterable[str] | None = None) -> set[str]:
@@ -875,5 +880,11 @@ class ToolRegistry:
         for call in calls:
             tool = self.tools.get(call.get("name", ""))
             if tool is not None:
-                facts.update(self._facts(tool.provides, self._with_defaults(tool, call.get("arguments") or {})))
+                self._apply(tool, self._with_defaults(tool, call.get("arguments") or {}), facts)
         return facts
+
+    def _apply(self, tool: ToolSchema, args: Mapping[str, Any], facts: set[str]) -> None:
+        """Update ``facts`` in place with what a call of ``tool`` removes, then provides."""
+        if tool.removes:
+            facts.difference_update(self._facts(tool.removes, args))
+        facts.update(self._facts(tool.provides, args))

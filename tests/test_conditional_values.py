@@ -302,9 +302,9 @@ def test_sampled_pipelines_use_only_columns_and_labels_that_exist(singlecell: gr
     qc_columns = re.compile(r"^(pct_counts_|total_counts|n_genes_by_counts|log1p_)")
     violins = subsets = 0
     for sample in singlecell.sample(300, strategy="weighted", seed=4, verify="off"):
-        assert tools.sequence_problems(sample.calls) == []
+        assert tools.sequence_problems(sample.calls, state=sample.state) == []
         for i, call in enumerate(sample.calls):
-            facts = tools.state_after(sample.calls[:i])
+            facts = tools.state_after(sample.calls[:i], state=sample.state)
             if call["name"] == "plot_violin":
                 violins += 1
                 for key in call["arguments"]["keys"]:

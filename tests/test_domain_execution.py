@@ -25,7 +25,7 @@ def test_one_thousand_sampled_chem_call_lists_run(tmp_path: Path) -> None:
     ran = 0
     reactions = 0
     for i, sample in enumerate(grammar.sample(1000, strategy="weighted", seed=7)):
-        assert grammar.tools.sequence_problems(sample.calls) == []
+        assert grammar.tools.sequence_problems(sample.calls, state=sample.state) == []
         assert [p for c in sample.calls for p in grammar.tools.validate_call(c, domains=True)] == []
         try:
             run_calls("chem", sample.calls, tmp_path / f"w{i % 10}")
@@ -38,15 +38,23 @@ def test_one_thousand_sampled_chem_call_lists_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.singlecell
-def test_one_hundred_sampled_singlecell_pipelines_run(tmp_path: Path) -> None:
+def test_one_hundred_sampled_singlecell_instructions_run_session_by_session(tmp_path: Path) -> None:
+    """Instructions come in sessions (an instruction may rely on what an earlier one computed):
+    each session's calls, in order, run on a freshly loaded dataset."""
     pytest.importorskip("scanpy")
     grammar = grammar_engine.load(ROOT / "grammars" / "singlecell")
-    ran = 0
-    for i, sample in enumerate(grammar.sample(100, strategy="weighted", seed=11)):
-        assert grammar.tools.sequence_problems(sample.calls) == []
+    initial = frozenset(grammar.tools.initial_state)
+    sessions: list[list[tuple[str, list[dict]]]] = []
+    for sample in grammar.sample(100, strategy="weighted", seed=11):
+        assert grammar.tools.sequence_problems(sample.calls, state=sample.state) == []
+        if sample.state == initial or not sessions:
+            sessions.append([])
+        sessions[-1].append((sample.instruction, sample.calls))
+    assert 10 < len(sessions) < 60
+    assert any(len(session) >= 3 for session in sessions)
+    for i, session in enumerate(sessions):
+        calls = [call for _, steps in session for call in steps]
         try:
-            run_calls("singlecell", sample.calls, tmp_path / f"w{i}")
+            run_calls("singlecell", calls, tmp_path / f"w{i}")
         except ExecutionError as exc:
-            raise AssertionError(f"{sample.instruction!r} -> {sample.calls}: {exc}") from exc
-        ran += 1
-    assert ran == 100
+            raise AssertionError(f"{[text for text, _ in session]!r} -> {calls}: {exc}") from exc

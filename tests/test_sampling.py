@@ -32,7 +32,7 @@ def _check(grammar: Grammar, s: Sample, *, reference: bool = True) -> None:
     assert grammar.decompose_tree(s.tree, s.instruction).calls == s.calls
     for call in s.calls:
         assert grammar.tools.validate_call(call) == []
-    assert grammar.tools.sequence_problems(s.calls) == []
+    assert grammar.tools.sequence_problems(s.calls, state=s.state) == []
     assert s.tools == tuple(c["name"] for c in s.calls)
     if reference:
         assert calls_key(grammar.parse(s.instruction).calls) == calls_key(s.calls), s.instruction
@@ -178,10 +178,42 @@ def test_sequences_respect_preconditions():
         {"name": "use", "parameters": {"type": "object", "properties": {}}, "requires": ["ready"]},
     ]}
     grammar = Grammar.from_text(_STEPS, tools)
-    samples = list(sample(grammar, 200, strategy="uniform", seed=4))
+    samples = list(sample(grammar, 200, strategy="uniform", seed=4, session_length=1))
     assert all(grammar.tools.sequence_problems(s.calls) == [] for s in samples)
     assert any("use" in s.tools for s in samples)
     assert all(s.tools[0] == "prepare" for s in samples)
+
+
+def test_sessions_carry_facts_from_one_instruction_to_the_next():
+    """In a session, 'use' alone is valid once an earlier instruction prepared; a new session
+    starts from the initial state again, and every session runs as a whole from there."""
+    tools = {"domain": "steps", "tools": [
+        {"name": "prepare", "parameters": {"type": "object", "properties": {}}, "provides": ["ready"]},
+        {"name": "use", "parameters": {"type": "object", "properties": {}}, "requires": ["ready"]},
+    ]}
+    grammar = Grammar.from_text(_STEPS, tools)
+    samples = list(sample(grammar, 300, strategy="uniform", seed=4, session_length=4))
+    assert all(grammar.tools.sequence_problems(s.calls, state=s.state) == [] for s in samples)
+    lone_use = [s for s in samples if s.tools[0] == "use"]
+    assert lone_use and all("ready" in s.state for s in lone_use)
+    sessions: list[list[dict]] = []
+    for s in samples:
+        if s.state == frozenset():
+            sessions.append([])
+        sessions[-1].extend(s.calls)
+    assert 300 / 6 < len(sessions) < 300 / 2  # mean length 4
+    assert all(grammar.tools.sequence_problems(calls) == [] for calls in sessions)
+    again = [s.instruction for s in sample(grammar, 300, strategy="uniform", seed=4, session_length=4)]
+    assert again == [s.instruction for s in samples]
+
+
+@pytest.mark.parametrize("bad", [0, 0.5, True, "4", float("inf")])
+def test_session_length_must_be_a_number_of_at_least_one(bad):
+    grammar = Grammar.from_text(_STEPS, {"domain": "steps", "tools": [
+        {"name": "prepare", "parameters": {"type": "object", "properties": {}}},
+        {"name": "use", "parameters": {"type": "object", "properties": {}}}]})
+    with pytest.raises(InvalidArgument, match="session_length"):
+        sample(grammar, 1, session_length=bad)
 
 
 def test_near_keeps_the_tree_but_one_subtree(example_grammar):

@@ -67,6 +67,21 @@ def test_preconditions_are_facts(registry: ToolRegistry) -> None:
     assert registry.sequence_problems(bad[1:], state=["obs:louvain"]) == []
 
 
+def test_removed_facts_must_be_provided_again() -> None:
+    registry = ToolRegistry.from_dict({"domain": "d", "tools": [
+        {"name": "pca", "parameters": {"type": "object", "properties": {}}, "provides": ["pca"],
+         "removes": ["neighbors", "umap"]},
+        {"name": "neighbors", "parameters": {"type": "object", "properties": {}}, "requires": ["pca"],
+         "provides": ["neighbors"]},
+        {"name": "umap", "parameters": {"type": "object", "properties": {}}, "requires": ["neighbors"]},
+    ]})
+    pca, neighbors, umap = ({"name": n, "arguments": {}} for n in ("pca", "neighbors", "umap"))
+    assert registry.sequence_problems([pca, neighbors, umap, pca, neighbors, umap]) == []
+    assert registry.sequence_problems([pca, neighbors, pca, umap]) == ["call 4 (umap) needs 'neighbors' first"]
+    assert registry.state_after([pca, neighbors, pca]) == {"pca"}
+    assert registry.state_after([pca], state=["neighbors", "other"]) == {"pca", "other"}
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
