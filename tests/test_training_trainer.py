@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import os
 import subprocess
 import sys
@@ -58,6 +59,33 @@ def test_schedule_is_a_pure_function_of_seed_and_step():
     for m in range(ranks[0].per_epoch):
         first, second = ranks[0].indices(m), ranks[1].indices(m)
         assert len(first) == len(second) == 8 and not set(first) & set(second) or m == ranks[0].per_epoch - 1
+
+
+def test_length_grouped_batches_hold_similar_lengths_and_stay_a_pure_function():
+    rng = random.Random(3)
+    lengths = [rng.randint(5, 300) for _ in range(1000)]
+
+    def padding(schedule):
+        waste = total = 0
+        for m in range(schedule.per_epoch):
+            batch = [lengths[i] for i in schedule.indices(m)]
+            waste += max(batch) * len(batch) - sum(batch)
+            total += max(batch) * len(batch)
+        return waste / total
+
+    plain = MicroBatchSchedule(1000, 4, seed=1)
+    grouped = MicroBatchSchedule(1000, 4, seed=1, lengths=lengths, group=16)
+    again = MicroBatchSchedule(1000, 4, seed=1, lengths=lengths, group=16)
+    assert padding(grouped) < 0.1 < 0.3 < padding(plain)
+    assert sorted(i for m in range(grouped.per_epoch) for i in grouped.indices(m)) == list(range(1000))
+    assert [grouped.indices(m) for m in range(600)] == [again.indices(m) for m in reversed(range(600))][::-1]
+    # batches are not in length order across a window: the window's batches are shuffled
+    means = [sum(lengths[i] for i in grouped.indices(m)) for m in range(64)]
+    assert means[:16] != sorted(means[:16])
+    assert grouped.indices(0) != grouped.indices(grouped.per_epoch)  # each epoch regroups
+    assert MicroBatchSchedule(1000, 4, seed=1, lengths=lengths, group=1).indices(5) == plain.indices(5)
+    with pytest.raises(ValueError, match="lengths"):
+        MicroBatchSchedule(10, 4, lengths=[1, 2], group=4)
 
 
 def test_token_budget_sets_steps_from_mean_example_length():

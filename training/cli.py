@@ -67,6 +67,7 @@ def _add_train(subparsers: Any) -> None:
         ("--epochs", "epochs", float), ("--max-steps", "max_steps", int),
         ("--max-tokens", "max_tokens", int), ("--max-minutes", "max_minutes", float),
         ("--batch-size", "batch_size", int), ("--lr", "lr", float), ("--grad-accum", "grad_accum", int),
+        ("--group-by-length", "group_by_length", int),
         ("--seed", "seed", int), ("--checkpoint-every", "checkpoint_every", int),
         ("--max-length", "max_length", int), ("--threads", "num_threads", int), ("--log-every", "log_every", int),
     ):

