@@ -74,10 +74,10 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     from training.trainer import train
 
     grammar = grammar_engine.load(job["domain_dir"])
-    config = TrainConfig(corpus_dir=job["corpus"], output_dir=job["output"], max_tokens=job["tokens"],
-                         max_minutes=None, batch_size=job["batch_size"], seed=job["seed"], progress=False,
-                         plot=False, checkpoint_every=10**9, num_threads=job["threads"],
-                         model=ModelConfig(**job.get("model", {})))
+    config = TrainConfig(corpus_dir=job["corpus"], output_dir=job["output"], max_tokens=job.get("tokens"),
+                         max_minutes=job.get("minutes"), batch_size=job["batch_size"], seed=job["seed"],
+                         progress=False, plot=False, checkpoint_every=10**9, num_threads=job["threads"],
+                         model=ModelConfig(**job.get("model", {})), **job.get("train", {}))
     result = train(config)
     predictor = Predictor.from_pretrained(config.output_dir)
     scores: dict[str, dict[str, float]] = {}
@@ -88,6 +88,7 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
         report = evaluate_predictions(predictions, gold, grammar.tools)
         scores[set_name] = {"exact": report.exact_match, "f1": report.calls.f1}
     return {"scores": scores, "steps": result.steps, "tokens": result.tokens_per_second * result.elapsed_s,
+            "tokens_per_second": result.tokens_per_second, "final_loss": result.final_loss,
             "elapsed_s": result.elapsed_s}
 
 

@@ -190,7 +190,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     grammar = load(args.domain)
     manifest = write_corpus(grammar, args.output, n=args.n, strategy=args.strategy, seed=args.seed,
-                            workers=args.workers, progress=not args.quiet, session_length=args.session_length)
+                            workers=args.workers, progress=not args.quiet, session_length=args.session_length,
+                            sentence_case=args.sentence_case)
     print(json.dumps({k: manifest[k] for k in ("domain", "strategy", "seed", "counts") if k in manifest}))
     return 0
 
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-length", type=float, default=4.0, metavar="L",
                    help="mean instructions per session: each starts from the facts the earlier ones of its "
                         "session established (1: every instruction starts from the initial state)")
+    p.add_argument("--sentence-case", type=float, default=0.5, metavar="P",
+                   help="share of instructions whose first letter is upper-cased where that changes no call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 

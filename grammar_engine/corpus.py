@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CorpusFormatError, InvalidArgument, SamplingError
 from .generation import gen_tables
-from .sampling import DEFAULT_SESSION_LENGTH, SamplingStrategy, _strategy_factory, sample, verifier_for
+from .sampling import DEFAULT_SENTENCE_CASE, DEFAULT_SESSION_LENGTH, SamplingStrategy, _strategy_factory, sample, verifier_for
 from .slots import SlotKind
 
 if TYPE_CHECKING:
@@ -396,6 +396,7 @@ def write_corpus(
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     _strategy_factory(key)  # unknown strategy: fail before any work
     options.setdefault("session_length", DEFAULT_SESSION_LENGTH)  # recorded in the manifest
+    options.setdefault("sentence_case", DEFAULT_SENTENCE_CASE)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob("train-*.jsonl")) + list(out.glob("heldout-*.jsonl")):

@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from lark import Tree
+import copy
+
+from lark import Token, Tree
 
 from .errors import InstructionParseError, InvalidArgument, SamplingError
 from .generation import FREE, Chooser, Derivation, DNode, Generator, derivation_of_parse, gen_tables
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
     from .grammar import Grammar
 
 __all__ = [
+    "DEFAULT_SENTENCE_CASE",
     "DEFAULT_SESSION_LENGTH",
     "ExpansionWeights",
     "Sample",
@@ -187,11 +190,13 @@ class SamplingReport:
 _OPTIONS = {
     "max_depth": None, "temperature": 1.0, "alpha": 1.0, "recordings": None, "weights": None,
     "verify": "auto", "max_attempts": 200, "preconditions": True, "max_chars": MAX_INSTRUCTION_CHARS,
-    "sources": None, "audit_every": 32, "session_length": None,
+    "sources": None, "audit_every": 32, "session_length": None, "sentence_case": None,
 }
 
 #: Mean instructions per sampled session (the ``session_length`` option's default).
 DEFAULT_SESSION_LENGTH = 4.0
+#: Share of instructions that start with a capital letter (the ``sentence_case`` option's default).
+DEFAULT_SENTENCE_CASE = 0.5
 
 #: Consecutive rejections after which a session starts afresh (its facts may leave little to say).
 _SESSION_PATIENCE = 8
@@ -200,7 +205,8 @@ class SampleStream(Iterator[Sample]):
 
     def __init__(self, grammar: Grammar, n: int | None, chooser: Chooser, generator: Generator,
                  verifier: Verifier | None, rng: random.Random, report: SamplingReport, *,
-                 max_attempts: int, max_chars: int, session_length: float = 1.0) -> None:
+                 max_attempts: int, max_chars: int, session_length: float = 1.0,
+                 sentence_case: float = 0.0) -> None:
         self.grammar = grammar
         self.n = n
         self.chooser = chooser
@@ -211,6 +217,7 @@ class SampleStream(Iterator[Sample]):
         self.max_attempts = max_attempts
         self.max_chars = max_chars
         self.session_length = session_length
+        self.sentence_case = sentence_case
         self.initial_state = frozenset(grammar.tools.initial_state)
         self.state = self.initial_state
         self._rejected_in_row = 0
@@ -291,11 +298,49 @@ class SampleStream(Iterator[Sample]):
             return "recursion", None
         if not calls:
             return "no_calls", None
+        if self.sentence_case and text[:1].islower() and self.rng.random() < self.sentence_case:
+            d = self._capitalized(d, calls)
         if self.grammar.tools.sequence_problems(calls, state=self.state):
             return "precondition", None
         if any(self.grammar.tools.domain_problems(call) for call in calls):
             return "domain", None
         return "", (d, calls)
+
+
+    def _capitalized(self, d: Derivation, calls: list[dict[str, Any]]) -> Derivation:
+        """``d`` with its first letter upper-cased, as people start sentences; ``d`` itself where
+        that would change a call (the first word is a case-sensitive value, a gene or a path).
+
+        Literals match in any case, so the text still parses to the same tree. When the tree
+        keeps the first token (a value, a kept keyword), that token is replaced on a copy of the
+        path to it (subtrees may be shared).
+        """
+        text = d.text[0].upper() + d.text[1:]
+        root = d.tree
+        first = next(iter(root.scan_values(lambda v: isinstance(v, Token) and v.start_pos == 0)), None) \
+            if isinstance(root, Tree) else None
+        if first is not None:
+            root = copy.copy(root)
+            node: Any = root
+            while node is not None:
+                node.children = list(node.children)
+                for k, child in enumerate(node.children):
+                    if child is first:
+                        node.children[k] = child.update(value=text[:len(child)])
+                        node = None
+                        break
+                    if isinstance(child, Tree) and any(v is first for v in child.scan_values(lambda v: True)):
+                        node.children[k] = copy.copy(child)
+                        node = node.children[k]
+                        break
+                else:
+                    return d
+        try:
+            if self.grammar.decompose_tree(root, text).calls != calls:
+                return d
+        except (InstructionParseError, RecursionError):
+            return d
+        return Derivation(text, root, d.expansions, d.token_types, d.token_starts, d.phrasing)
 
 
 def _check_options(opts: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
@@ -352,7 +397,8 @@ def sample(
         ``session_length`` (default 4: instructions are the steps of sessions of that mean length,
         each starting from the facts the earlier ones established, so that ``umap`` alone is a
         valid instruction once an earlier one computed the neighbours; 1: every instruction starts
-        from the domain's initial state);
+        from the domain's initial state), ``sentence_case`` (default 0.5: the share of instructions
+        whose first letter is upper-cased, as people start sentences, where that changes no call);
         the coverage strategy adds ``targets`` (kinds to steer toward), ``fallback`` (strategy once
         they are covered), ``max_repeat`` and ``max_size`` (see :mod:`grammar_engine.coverage`).
 
@@ -398,13 +444,19 @@ def sample(
     if isinstance(session_length, bool) or not isinstance(session_length, (int, float)) \
             or not 1 <= session_length < float("inf"):
         raise InvalidArgument(f"session_length must be a number >= 1, got {session_length!r}")
+    sentence_case = opts.pop("sentence_case")
+    if sentence_case is None:
+        sentence_case = DEFAULT_SENTENCE_CASE
+    if isinstance(sentence_case, bool) or not isinstance(sentence_case, (int, float)) or not 0 <= sentence_case <= 1:
+        raise InvalidArgument(f"sentence_case must be a number in [0, 1], got {sentence_case!r}")
     verifier = None if mode is VerifyMode.OFF else verifier_for(grammar, mode.value, audit_every=audit_every)
     chooser = factory(grammar, generator=generator, **opts)
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     report = SamplingReport(key, seed if rng is None else None,
                             verifier=verifier.describe() if verifier is not None else {"kind": "off"})
     return SampleStream(grammar, n, chooser, generator, verifier, rng or random.Random(seed), report,
-                        max_attempts=max_attempts, max_chars=max_chars, session_length=float(session_length))
+                        max_attempts=max_attempts, max_chars=max_chars, session_length=float(session_length),
+                        sentence_case=float(sentence_case))
 
 
 # -- near --------------------------------------------------------------------------------------------------

@@ -272,3 +272,22 @@ def test_regex_generator_and_value_source_registry(example_grammar):
     stream = sample(example_grammar, 100, seed=8, sources=sources)
     list(stream)
     assert sources.failures == 0  # every rendered token matched its terminal
+
+
+def test_sentence_case_capitalizes_first_letters_without_changing_calls():
+    grammar = grammar_engine.load(GRAMMARS / "example")
+    plain = list(sample(grammar, 200, seed=3, sentence_case=0))
+    assert not any(s.instruction[:1].isupper() for s in plain)
+    cased = list(sample(grammar, 200, seed=3, sentence_case=1))
+    upper = [s for s in cased if s.instruction[:1].isupper()]
+    assert len(upper) > 100
+    for s in upper:
+        _check(grammar, s)
+        kept = [v for v in s.tree.scan_values(lambda v: getattr(v, "start_pos", None) == 0)]
+        assert all(v == s.instruction[:len(v)] for v in kept)  # a first token the tree keeps says so too
+    half = list(sample(grammar, 400, seed=3))  # default: about half
+    share = sum(s.instruction[:1].isupper() for s in half) / len(half)
+    assert 0.25 < share < 0.6
+    with pytest.raises(InvalidArgument, match="sentence_case"):
+        sample(grammar, 1, sentence_case=1.5)
+

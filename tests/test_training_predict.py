@@ -82,6 +82,14 @@ def test_a_failing_batch_degrades_to_per_item_errors(model_dir):
     assert "generation failed" not in results[0].get("error", "") + results[2].get("error", "")
 
 
+def test_the_model_is_asked_in_the_corpus_form_of_an_instruction(model_dir):
+    """Corpus instructions are normalized (single spaces, no closing punctuation): so are prompts."""
+    predictor = Predictor.from_pretrained(model_dir, decode=DecodeConfig(batch_size=2))
+    text = toy_records(1, 0, seed=5)["train"][0]["instruction"]
+    assert predictor._prompt("  " + text.replace(" ", " \n ") + " .") == predictor._prompt(text)
+    assert predictor.predict([text + "?!", text]) == predictor.predict([text, text])
+
+
 class StubParser:
     def parse(self, text):
         if not text.startswith("log"):

@@ -257,6 +257,9 @@ class TrainConfig(_JsonConfig):
     (tiny model, lr 3e-3, batch 4, one thread, ten minutes) are chosen by measurement on a 2-core
     CPU: at the same token budget (300k tokens of a singlecell corpus), micro-batches of 4 reached
     0.21 held-out exact match against 0.12 for 8 and 0.08 for 32, at the same or higher tokens/s.
+    Batches hold examples of similar length (``group_by_length``): at the same 6 minutes on a
+    singlecell corpus that gave 1.4x the tokens per second of plain shuffled batches (whose
+    tokens are about 40% padding) and 0.353 held-out exact match against 0.313.
     On a GPU, raise ``batch_size`` (and ``lr`` with it).
     """
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from grammar_engine.errors import GrammarEngineError
+from grammar_engine.grammar import normalize_instruction
 from grammar_engine.recordings import Rejected
 from grammar_engine.recordings import read_instructions as read_recordings
 from grammar_engine.tools import ToolRegistry
@@ -159,7 +160,9 @@ class Predictor:
     def _prompt(self, instruction: str) -> str:
         if self.prompt_format == "chat":
             return chat_prompt(self.tokenizer, instruction, self.info.get("tools"))
-        return plain_prompt(instruction)
+        # the corpus's instructions are normalized (one space between words, no closing
+        # punctuation): the plain-format model is asked in the same form
+        return plain_prompt(normalize_instruction(instruction))
 
     def _result(self, text: str) -> dict[str, Any]:
         try:

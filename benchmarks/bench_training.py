@@ -1,0 +1,139 @@
+"""What three defaults of the data path buy: sessions, sentence case and length-grouped batches.
+
+Each default is measured against turning it off, with everything else fixed (grammar, seed,
+corpus size, tiny model, the same wall-clock training budget, models trained side by side so
+that they share the machine alike):
+
+``sessions``
+    Instructions sampled as the steps of sessions of 4 on average (an instruction starts from
+    the facts its session's earlier instructions established, so "umap" alone is a valid
+    instruction once the neighbours exist) against every instruction starting from the
+    domain's initial state (``session_length=1``).
+``sentence case``
+    Half of the instructions start with a capital letter, as people write them, where that
+    changes no call (literals match in any case), against none (``sentence_case=0``): the
+    generator writes the grammar's lower-case literals, while about half of the instructions
+    people write start with a capital.
+``length-grouped batches``
+    Micro-batches of examples of similar length (``group_by_length=64``) against plain shuffled
+    batches (``group_by_length=1``), whose tokens are about 40% padding at batch 4.
+
+Each model is scored on the held-out split of the default corpus (phrasing x tool combinations
+no training record has), on the recorded instructions and on ``unseen.jsonl``::
+
+    python benchmarks/bench_training.py --out runs/bench-training          # singlecell, about 30 min
+
+It prints a markdown table and writes ``results.json`` and ``training.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from experiment import gold_records, save_report, train_and_evaluate  # noqa: E402
+
+# name -> (session_length and sentence_case of the corpus, group_by_length of the trainer)
+MODELS: dict[str, tuple[float, float, int]] = {
+    "no sessions": (1.0, 0.5, 64),
+    "no sentence case": (4.0, 0.0, 64),
+    "plain batches": (4.0, 0.5, 1),
+    "defaults (sessions, sentence case, grouped batches)": (4.0, 0.5, 64),
+}
+DEFAULTS = (4.0, 0.5)
+TEST_SETS = ("heldout", "recorded", "unseen")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import grammar_engine
+    from grammar_engine.corpus import write_corpus
+    from training.data import read_corpus
+
+    out = Path(args.out)
+    results: dict[str, Any] = {"config": vars(args).copy(), "domains": {}}
+    jobs: dict[tuple[str, str], dict[str, Any]] = {}
+    started = time.perf_counter()
+    for domain in args.domains:
+        domain_dir = ROOT / "grammars" / domain
+        grammar = grammar_engine.load(domain_dir)
+        corpora = {}
+        for length, case in sorted({(length, case) for length, case, _ in MODELS.values()}):
+            corpus = out / domain / f"corpus-sessions-{length:g}-case-{case:g}"
+            write_corpus(grammar, corpus, n=args.samples, strategy="weighted", seed=args.seed,
+                         workers=args.workers, session_length=length, sentence_case=case)
+            corpora[length, case] = corpus
+        heldout = read_corpus(corpora[DEFAULTS], "heldout")[:args.heldout]
+        sets = {"heldout": [{**r, "id": f"h{i}"} for i, r in enumerate(heldout)],
+                "recorded": [{**r, "id": f"r{i}"}
+                             for i, r in enumerate(gold_records(grammar.recorded_path, require_calls=True))],
+                "unseen": [{**r, "id": f"u{i}"}
+                           for i, r in enumerate(gold_records(grammar.unseen_path, require_calls=True))]}
+        for name, (length, case, group) in MODELS.items():
+            jobs[(domain, name)] = {
+                "domain_dir": str(domain_dir), "corpus": str(corpora[length, case]), "minutes": args.minutes,
+                "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads, "test_sets": sets,
+                "output": str(out / domain / ("model-" + "".join(c if c.isalnum() else "-" for c in name))),
+                "train": {"group_by_length": group},
+            }
+    results["sample_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
+        futures = {key: pool.submit(train_and_evaluate, job) for key, job in jobs.items()}
+        for (domain, name), future in futures.items():
+            outcome = future.result()
+            results["domains"].setdefault(domain, {})[name] = outcome
+            print(f"[{domain}] {name:<52} {outcome['tokens_per_second']:,.0f} tokens/s " + " ".join(
+                f"{t} {outcome['scores'][t]['exact']:.3f}" for t in TEST_SETS if t in outcome["scores"]),
+                file=sys.stderr)
+    results["train_s"] = time.perf_counter() - started
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    names = {"heldout": "synthetic held-out", "recorded": "recorded", "unseen": "unseen"}
+    lines = ["| domain | model | " + " | ".join(f"{names[t]}: exact | {names[t]}: call F1" for t in TEST_SETS)
+             + " | tokens/s | steps | final loss |", "|---|---|" + "---:|" * (2 * len(TEST_SETS) + 3)]
+    for domain, models in results["domains"].items():
+        for name, outcome in models.items():
+            cells = " | ".join(
+                f"{outcome['scores'][t]['exact']:.3f} | {outcome['scores'][t]['f1']:.3f}" if t in outcome["scores"]
+                else "- | -" for t in TEST_SETS)
+            loss = outcome.get("final_loss")
+            lines.append(f"| {domain} | {name} | {cells} | {outcome['tokens_per_second']:,.0f} | "
+                         f"{outcome['steps']:,} | {'-' if loss is None else f'{loss:.3f}'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--domains", nargs="+", default=["singlecell"])
+    parser.add_argument("--samples", type=int, default=10_000, help="corpus size (train + held-out) per domain")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training budget per model (wall clock)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--heldout", type=int, default=300, help="held-out instructions scored per domain")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=min(2, os.cpu_count() or 1),
+                        help="models trained at once, each in a process of its own")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="sampling processes")
+    parser.add_argument("--out", default="runs/bench-training")
+    args = parser.parse_args(argv)
+    results = run(args)
+    save_report(Path(args.out), results, table(results), "training.md",
+                f"sampling: {results['sample_s'] / 60:.1f} min; training and scoring: {results['train_s'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
