@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from experiment import gold_records, save_report, train_and_evaluate  # noqa: E402
+from experiment import gold_records, save_report, scores_table, train_in_parallel  # noqa: E402
 
 FORMATS: dict[str, dict[str, bool]] = {
     "spaces joined, SMILES": {"split_spaces": False, "molecule_names": False},
@@ -80,30 +78,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "model": model,
             }
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
-        futures = {key: pool.submit(train_and_evaluate, job) for key, job in jobs.items()}
-        for (domain, name), future in futures.items():
-            outcome = future.result()
-            results["domains"].setdefault(domain, {})[name] = outcome
-            print(f"[{domain}] {name:<30} " + " ".join(
-                f"{t} {outcome['scores'][t]['exact']:.3f}" for t in TEST_SETS if t in outcome["scores"]),
-                file=sys.stderr)
+    results["domains"] = train_in_parallel(jobs, args.parallel, TEST_SETS)
     results["train_s"] = time.perf_counter() - started
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    names = {"heldout": "synthetic held-out", "recorded": "recorded", "unseen": "unseen"}
-    lines = ["| domain | format | " + " | ".join(f"{names[t]}: exact | {names[t]}: call F1" for t in TEST_SETS)
-             + " | steps |", "|---|---|" + "---:|" * (2 * len(TEST_SETS) + 1)]
-    for domain, formats in results["domains"].items():
-        for name, outcome in formats.items():
-            cells = " | ".join(
-                f"{outcome['scores'][t]['exact']:.3f} | {outcome['scores'][t]['f1']:.3f}" if t in outcome["scores"]
-                else "- | -" for t in TEST_SETS)
-            lines.append(f"| {domain} | {name} | {cells} | {outcome['steps']:,} |")
-    return "\n".join(lines)
+    return scores_table(results, "format", TEST_SETS, {"steps": lambda outcome: f"{outcome['steps']:,}"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,11 +29,9 @@ It prints a markdown table and writes ``results.json`` and ``training.md`` under
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from experiment import gold_records, save_report, train_and_evaluate  # noqa: E402
+from experiment import gold_records, save_report, scores_table, train_in_parallel  # noqa: E402
 
 # name -> (session_length and sentence_case of the corpus, group_by_length of the trainer)
 MODELS: dict[str, tuple[float, float, int]] = {
@@ -87,32 +85,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
     results["sample_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.parallel, mp_context=context) as pool:
-        futures = {key: pool.submit(train_and_evaluate, job) for key, job in jobs.items()}
-        for (domain, name), future in futures.items():
-            outcome = future.result()
-            results["domains"].setdefault(domain, {})[name] = outcome
-            print(f"[{domain}] {name:<52} {outcome['tokens_per_second']:,.0f} tokens/s " + " ".join(
-                f"{t} {outcome['scores'][t]['exact']:.3f}" for t in TEST_SETS if t in outcome["scores"]),
-                file=sys.stderr)
+    results["domains"] = train_in_parallel(jobs, args.parallel, TEST_SETS)
     results["train_s"] = time.perf_counter() - started
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    names = {"heldout": "synthetic held-out", "recorded": "recorded", "unseen": "unseen"}
-    lines = ["| domain | model | " + " | ".join(f"{names[t]}: exact | {names[t]}: call F1" for t in TEST_SETS)
-             + " | tokens/s | steps | final loss |", "|---|---|" + "---:|" * (2 * len(TEST_SETS) + 3)]
-    for domain, models in results["domains"].items():
-        for name, outcome in models.items():
-            cells = " | ".join(
-                f"{outcome['scores'][t]['exact']:.3f} | {outcome['scores'][t]['f1']:.3f}" if t in outcome["scores"]
-                else "- | -" for t in TEST_SETS)
-            loss = outcome.get("final_loss")
-            lines.append(f"| {domain} | {name} | {cells} | {outcome['tokens_per_second']:,.0f} | "
-                         f"{outcome['steps']:,} | {'-' if loss is None else f'{loss:.3f}'} |")
-    return "\n".join(lines)
+    def loss(outcome: dict[str, Any]) -> str:
+        return "-" if outcome.get("final_loss") is None else f"{outcome['final_loss']:.3f}"
+
+    return scores_table(results, "model", TEST_SETS, {
+        "tokens/s": lambda outcome: f"{outcome['tokens_per_second']:,.0f}",
+        "steps": lambda outcome: f"{outcome['steps']:,}", "final loss": loss})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,39 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     return {"scores": scores, "steps": result.steps, "tokens": result.tokens_per_second * result.elapsed_s,
             "tokens_per_second": result.tokens_per_second, "final_loss": result.final_loss,
             "elapsed_s": result.elapsed_s}
+
+
+def train_in_parallel(jobs: dict[tuple[str, str], dict[str, Any]], parallel: int,
+                      test_sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Run :func:`train_and_evaluate` on every job, ``parallel`` at a time; outcomes by domain and name."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+        futures = {key: pool.submit(train_and_evaluate, job) for key, job in jobs.items()}
+        for (domain, name), future in futures.items():
+            outcome = future.result()
+            outcomes.setdefault(domain, {})[name] = outcome
+            print(f"[{domain}] {name:<52} {outcome['tokens_per_second']:,.0f} tokens/s " + " ".join(
+                f"{t} {outcome['scores'][t]['exact']:.3f}" for t in test_sets if t in outcome["scores"]),
+                file=sys.stderr)
+    return outcomes
+
+
+def scores_table(results: dict[str, Any], label: str, test_sets: tuple[str, ...],
+                 extra: dict[str, Callable[[dict[str, Any]], str]]) -> str:
+    """A markdown row per (domain, model): exact match and call F1 per test set, then ``extra`` columns."""
+    names = {"heldout": "synthetic held-out", "recorded": "recorded", "unseen": "unseen"}
+    lines = [f"| domain | {label} | " + " | ".join(f"{names[t]}: exact | {names[t]}: call F1" for t in test_sets)
+             + "".join(f" | {column}" for column in extra) + " |",
+             "|---|---|" + "---:|" * (2 * len(test_sets) + len(extra))]
+    for domain, models in results["domains"].items():
+        for name, outcome in models.items():
+            cells = " | ".join(
+                f"{outcome['scores'][t]['exact']:.3f} | {outcome['scores'][t]['f1']:.3f}" if t in outcome["scores"]
+                else "- | -" for t in test_sets)
+            lines.append(f"| {domain} | {name} | {cells}" + "".join(f" | {cell(outcome)}" for cell in extra.values())
+                         + " |")
+    return "\n".join(lines)
 
 
 def parser_exact(grammar: Any, gold: list[dict[str, Any]]) -> float:
