@@ -752,7 +752,8 @@ def _samples(draw: Callable[[st.SearchStrategy[Any]], Any], plan: _Plan, max_cha
             reject()
     return InstructionSample(text, found, derivation.tree, derivation.expansions,
                              tuple(c["name"] for c in found), derivation.phrasing,
-                             derivation.token_types, derivation.token_starts)
+                             state=frozenset(grammar.tools.initial_state),
+                             token_types=derivation.token_types, token_starts=derivation.token_starts)
 
 
 def instructions(

@@ -77,6 +77,8 @@ def test_plain_format_is_compact_canonical_json():
                         {"name": "normalize_total", "arguments": {"target_sum": 10000.0}}]}
     example = plain_example(record, toy_registry())
     assert example.prompt == f"{USER_MARKER}tanimoto of CCO and CCN{CALLS_MARKER}"
+    messy = plain_example({**record, "instruction": "  tanimoto of\nCCO  and CCN ?"}, toy_registry())
+    assert messy.prompt == example.prompt  # the prompt holds the normalized instruction
     # defaults dropped, schema order, integral floats as ints, no spaces
     assert example.target == ('[{"name":"tanimoto_similarity","arguments":{"molecule_a":"CCO","molecule_b":"CCN"}},'
                               '{"name":"normalize_total","arguments":{"target_sum":10000}}]' + END_MARKER)

@@ -9,7 +9,9 @@ Two prompt formats:
 
 (one line; broken here for width).
 
-The prompt is everything up to and including ``<|calls|>``; the target is the compact canonical
+The prompt is everything up to and including ``<|calls|>``, around the instruction in its
+normalized form (single spaces, no closing punctuation: :func:`grammar_engine.grammar.normalize_instruction`),
+at training and prediction alike; the target is the compact canonical
 JSON of the calls (:func:`calls_to_json`) followed by ``<|end|>``. In a domain whose tools take
 molecules, a molecule the instruction names in words is written by that name rather than its
 SMILES, and read back through the corpus's lexicon (:mod:`training.molecule_names`).
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grammar_engine.errors import CorpusFormatError, Location
+from grammar_engine.grammar import normalize_instruction
 from grammar_engine.tools import ToolRegistry
 
 from .molecule_names import MoleculeNames
@@ -256,7 +259,7 @@ def plain_example(
         id=str(record.get("id", "")),
         instruction=instruction,
         calls=calls,
-        prompt=plain_prompt(instruction),
+        prompt=plain_prompt(normalize_instruction(instruction)),
         target=calls_to_json(written, registry) + end,
     )
 

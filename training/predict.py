@@ -160,8 +160,8 @@ class Predictor:
     def _prompt(self, instruction: str) -> str:
         if self.prompt_format == "chat":
             return chat_prompt(self.tokenizer, instruction, self.info.get("tools"))
-        # the corpus's instructions are normalized (one space between words, no closing
-        # punctuation): the plain-format model is asked in the same form
+        # normalized as in training (training.data.plain_example): one space between words, no
+        # closing punctuation
         return plain_prompt(normalize_instruction(instruction))
 
     def _result(self, text: str) -> dict[str, Any]:
