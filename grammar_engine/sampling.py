@@ -19,8 +19,9 @@ take at each nonterminal (the rest, from depth budgets to value rendering, is
 
 Every sample is checked before it is yielded: its calls are read off the generated tree and fit
 the tool schemas and their conditional value domains (``"domains"`` in ``tools.json``), the call
-sequence satisfies the tools' preconditions, and the text parses back to exactly those calls
-(:mod:`grammar_engine.verification`). A sample that fails is never yielded; it
+sequence satisfies the tools' preconditions from the facts its session established (instructions
+are drawn as the steps of sessions: ``session_length``), and the text parses back to exactly
+those calls (:mod:`grammar_engine.verification`). A sample that fails is never yielded; it
 is counted by reason in :attr:`SampleStream.report`, and generation retries (at most
 ``max_attempts`` times per sample, then :class:`~grammar_engine.errors.SamplingError`).
 
