@@ -19,6 +19,7 @@ from . import __version__
 from .errors import GrammarCheckError, GrammarEngineError, InstructionParseError, Location
 from .grammar import Grammar, load
 from .recordings import Rejected, read_instructions
+from .sampling import DEFAULT_SENTENCE_CASE, DEFAULT_SESSION_LENGTH
 
 __all__ = ["main"]
 
@@ -248,10 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", required=True, help="corpus folder")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--session-length", type=float, default=4.0, metavar="L",
+    p.add_argument("--session-length", type=float, default=DEFAULT_SESSION_LENGTH, metavar="L",
                    help="mean instructions per session: each starts from the facts the earlier ones of its "
                         "session established (1: every instruction starts from the initial state)")
-    p.add_argument("--sentence-case", type=float, default=0.5, metavar="P",
+    p.add_argument("--sentence-case", type=float, default=DEFAULT_SENTENCE_CASE, metavar="P",
                    help="share of instructions whose first letter is upper-cased where that changes no call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)

@@ -60,7 +60,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CorpusFormatError, InvalidArgument, SamplingError
 from .generation import gen_tables
-from .sampling import DEFAULT_SENTENCE_CASE, DEFAULT_SESSION_LENGTH, SamplingStrategy, _strategy_factory, sample, verifier_for
+from .sampling import (
+    DEFAULT_SENTENCE_CASE,
+    DEFAULT_SESSION_LENGTH,
+    SamplingStrategy,
+    _strategy_factory,
+    sample,
+    verifier_for,
+)
 from .slots import SlotKind
 
 if TYPE_CHECKING:

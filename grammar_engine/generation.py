@@ -181,7 +181,6 @@ class Generator:
         self._requires = {t.name: t.requires for t in grammar.tools}
         self._forbids = {t.name: tuple(getattr(t, "forbids", ())) for t in grammar.tools}
         self._defaults = {t.name: {k: v.default for k, v in t.arguments.items() if v.has_default} for t in grammar.tools}
-        self._provides = {t.name: t.provides for t in grammar.tools}
         self._blocked_cache: dict[frozenset[str], int] = {}
         self._forms = shared(grammar, "forms", dict)
         self._consts: dict[tuple[Any, ...], Any] = {}
@@ -278,15 +277,12 @@ class Generator:
     def _provide(self, state: frozenset[str], tool: str, values: dict[str, Any]) -> frozenset[str]:
         registry = self.grammar.tools
         schema = registry.tools[tool]
+        facts = set(state)
         try:
-            args = registry._with_defaults(schema, values)
-            added = registry._facts(self._provides.get(tool, ()), args)
-            removed = registry._facts(schema.removes, args) if schema.removes else ()
+            registry._apply(schema, registry._with_defaults(schema, values), facts)
         except (KeyError, IndexError, ValueError):
             return state
-        if removed:
-            state = state - frozenset(removed)
-        return state | frozenset(added) if added else state
+        return frozenset(facts)
 
     # -- values of the call being derived ------------------------------------------------------------
 

@@ -30,6 +30,7 @@ is counted by reason in :attr:`SampleStream.report`, and generation retries (at 
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections import Counter
@@ -37,8 +38,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
-
-import copy
 
 from lark import Token, Tree
 
@@ -306,7 +305,6 @@ class SampleStream(Iterator[Sample]):
         if any(self.grammar.tools.domain_problems(call) for call in calls):
             return "domain", None
         return "", (d, calls)
-
 
     def _capitalized(self, d: Derivation, calls: list[dict[str, Any]]) -> Derivation:
         """``d`` with its first letter upper-cased, as people start sentences; ``d`` itself where

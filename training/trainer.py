@@ -452,11 +452,11 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
     optimizer = _optimizer(model, config)
     model, optimizer = accelerator.prepare(model, optimizer)
 
+    lengths = [len(e["input_ids"]) for e in encoded]
     schedule = MicroBatchSchedule(len(encoded), config.batch_size, world_size=world,
                                   rank=accelerator.process_index, seed=config.seed,
-                                  lengths=[len(e["input_ids"]) for e in encoded], group=config.group_by_length,
-                                  accumulate=config.grad_accum)
-    total_steps = planned_steps(config, [len(e["input_ids"]) for e in encoded], schedule)
+                                  lengths=lengths, group=config.group_by_length, accumulate=config.grad_accum)
+    total_steps = planned_steps(config, lengths, schedule)
     start_step, elapsed_before = 0, 0.0
     if checkpoint is not None:
         state = json.loads((checkpoint / CHECKPOINT_STATE).read_text(encoding="utf-8"))
