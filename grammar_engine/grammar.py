@@ -382,6 +382,19 @@ class Grammar:
                 f"instruction is {len(norm)} characters long (limit {MAX_INSTRUCTION_CHARS})", text=norm[:80],
                 hint="split it into several instructions",
             )
+        pruned = self._pruned_parser
+        if pruned is not None:
+            try:
+                found = pruned.expansions(norm)
+            except RecursionError:
+                found = None
+            if isinstance(found, tuple):
+                tree, used = found
+                return self.decompose_tree(tree, norm, used)
+        return self._parse_full(norm)
+
+    def _parse_full(self, norm: str) -> Decomposition:
+        """:meth:`parse` of a normalized text by Lark's parser over the whole grammar."""
         self._used.clear()
         try:
             tree = self._lark.parse(norm)
@@ -389,6 +402,25 @@ class Grammar:
             raise self._parse_error(exc, norm) from None
         used = tuple(self._used)
         return self.decompose_tree(tree, norm, used)
+
+    @cached_property
+    def _pruned_parser(self) -> Any:
+        """The per-text pruned Earley parser that answers :meth:`parse` when it finds one derivation.
+
+        It has exactly the derivations of the full parser (see
+        :class:`~grammar_engine.verification.PrunedEarley`), so when it finds one, that is the tree
+        the full parser builds, at a fraction of the cost. Texts with no parse (for the error
+        message) or several derivations (Lark's choice among them) go to the full parser. None for
+        LALR grammars, whose parser is fast already.
+        """
+        if self.parser_kind != "earley":
+            return None
+        from .verification import PrunedEarley
+
+        try:
+            return PrunedEarley(self._lark)
+        except InvalidArgument:
+            return None
 
     def decompose_tree(self, tree: lark.Tree, text: str, used: tuple[int, ...] = ()) -> Decomposition:
         """Extract the calls of an already-built tree over ``text``."""

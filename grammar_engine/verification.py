@@ -687,6 +687,8 @@ class Verifier:
 
     def _reference(self, text: str) -> list[dict[str, Any]] | None:
         try:
+            if self.pruned is not None:  # tried already: straight to the full parser
+                return self.grammar._parse_full(normalize_instruction(text)).calls
             return self.grammar.parse(text).calls
         except (GrammarEngineError, LarkError, RecursionError):
             return None

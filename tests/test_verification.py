@@ -119,3 +119,34 @@ def test_accepting_the_generated_derivation_decides_as_building_the_tree_does(do
     expansions, _types, starts = quick.pruned.derivation(root)
     tree, used = quick.pruned.expansions(text)
     assert expansions == used and starts[0] == 0
+
+
+@pytest.mark.parametrize("domain", ["example", "chem", "singlecell"])
+def test_parse_answers_with_the_pruned_parser_exactly_as_the_full_parser(domain: str) -> None:
+    """``Grammar.parse`` takes the pruned parser's one derivation: tree, expansions and calls must be
+    the full parser's, and texts it cannot settle (no parse, several derivations) still get the
+    full parser's answer or error."""
+    from grammar_engine.errors import InstructionParseError
+    from grammar_engine.grammar import normalize_instruction
+
+    grammar = grammar_engine.load(ROOT / "grammars" / domain)
+    texts = [item.instruction for item in read_instructions(grammar.recorded_path) if isinstance(item, Record)][:30]
+    if grammar.unseen_path:
+        texts += [item.instruction for item in read_instructions(grammar.unseen_path) if isinstance(item, Record)][:15]
+    texts += [s.instruction for s in grammar.sample(10, strategy="uniform", seed=3)]
+    pruned = parsed = 0
+    for text in texts:
+        norm = normalize_instruction(text)
+        try:
+            full = grammar._parse_full(norm)
+        except InstructionParseError as error:
+            with pytest.raises(InstructionParseError) as caught:
+                grammar.parse(text)
+            assert str(caught.value) == str(error)
+            continue
+        fast = grammar.parse(text)
+        assert str(fast.tree) == str(full.tree), text
+        assert fast.expansions == full.expansions and fast.calls == full.calls, text
+        parsed += 1
+        pruned += isinstance(grammar._pruned_parser.expansions(norm), tuple)
+    assert parsed >= 20 and pruned >= parsed // 2  # most parses take the fast path, and they agree
