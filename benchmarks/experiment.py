@@ -253,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", nargs="+", default=["singlecell"],
                         help="domains to run, one after the other (about 15 minutes each on 2 cores)")
     parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=1500, help="synthetic corpus size per system and fold")
+    parser.add_argument("--samples", type=int, default=3000, help="synthetic corpus size per system and fold")
     parser.add_argument("--coverage-samples", type=int, default=150,
                         help="of those, drawn by the coverage-guided sampler in (c)")
-    parser.add_argument("--tokens", type=int, default=600_000, help="training token budget per run")
+    parser.add_argument("--tokens", type=int, default=1_200_000, help="training token budget per run")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--alpha", type=float, default=1.0,
                         help="add-alpha smoothing of the weights learned from the training folds in (c)")
