@@ -115,18 +115,18 @@ def test_learning_rate_warms_up_then_anneals_by_steps_or_time():
 
 def test_short_run_lowers_the_loss_and_writes_log_and_plot(corpus, tmp_path):
     pytest.importorskip("matplotlib")
-    result = train(_config(corpus, tmp_path / "m", max_steps=30, log_every=5, plot=True))
-    assert (result.stopped, result.steps, result.total_steps) == ("completed", 30, 30)
+    result = train(_config(corpus, tmp_path / "m", max_steps=60, log_every=10, plot=True))
+    assert (result.stopped, result.steps, result.total_steps) == ("completed", 60, 60)
     log = read_train_log(tmp_path / "m")
-    assert [r["step"] for r in log] == [5, 10, 15, 20, 25, 30]
+    assert [r["step"] for r in log] == [10, 20, 30, 40, 50, 60]
     assert log[-1]["loss"] < 0.5 * log[0]["loss"]
     assert all(r["tokens_per_s"] > 0 for r in log)
     assert (tmp_path / "m" / "loss.png").stat().st_size > 1000
     info = json.loads((tmp_path / "m" / "model_info.json").read_text())
-    assert info["prompt_format"] == "plain" and info["steps"] == 30 and len(info["tools"]) == 12
+    assert info["prompt_format"] == "plain" and info["steps"] == 60 and len(info["tools"]) == 12
     for name in ("config.json", "model.safetensors", "tokenizer.json", "training_config.json"):
         assert (tmp_path / "m" / name).is_file()
-    assert TrainConfig.load(tmp_path / "m" / "training_config.json").max_steps == 30
+    assert TrainConfig.load(tmp_path / "m" / "training_config.json").max_steps == 60
 
 
 def test_resume_after_a_kill_reaches_the_same_step_and_weights(corpus, tmp_path):

@@ -170,7 +170,7 @@ def write_toy_corpus(directory: Path, n_train: int = 300, n_heldout: int = 40, s
 _TRAINED: dict[str, Path] = {}
 
 
-def trained_toy_model(tmp_path_factory: Any, steps: int = 40) -> Path:
+def trained_toy_model(tmp_path_factory: Any, steps: int = 80) -> Path:
     """A tiny model trained briefly on the toy corpus, built once per test session."""
     key = f"steps-{steps}"
     if key not in _TRAINED:
@@ -180,7 +180,7 @@ def trained_toy_model(tmp_path_factory: Any, steps: int = 40) -> Path:
         root = tmp_path_factory.mktemp("trained")
         corpus = write_toy_corpus(root / "corpus", n_train=300, n_heldout=20)
         # plain batches: in this templated corpus, batches of one length would hold one template each,
-        # and 40 such steps teach too little for the predict tests to see well-formed output
+        # and 80 such steps teach too little for the predict tests to see well-formed output
         train(TrainConfig(corpus_dir=str(corpus), output_dir=str(root / "model"), batch_size=16, max_steps=steps,
                           group_by_length=1, max_minutes=None, warmup_steps=5, checkpoint_every=0, progress=False,
                           plot=False))
