@@ -139,7 +139,8 @@ class PrunedEarley:
         rules = parser.rules
         self.rules = rules
         self.index = {id(r): k for k, r in enumerate(rules)}
-        self.rule_mask = [sum(bit.get(s.name, 0) for s in r.expansion if s.is_term) for r in rules]
+        # the bits of each rule's terminals (a set: a terminal named twice is one bit, not a carry into the next)
+        self.rule_mask = [sum({bit.get(s.name, 0) for s in r.expansion if s.is_term}) for r in rules]
         origin_ids = {name: i for i, name in enumerate(sorted({r.origin.name for r in rules}))}
         self.rule_origin = [origin_ids[r.origin.name] for r in rules]
         self.rule_needs = [len({origin_ids[s.name] for s in r.expansion if not s.is_term and s.name in origin_ids})
@@ -165,7 +166,7 @@ class PrunedEarley:
         first, nullable = _first_terminals(rules)
         # a rule that can be empty, or begins with a terminal the lexer does not know, is always kept
         self.nullable = [empty or any(t.name not in bit for t in terms) for terms, empty in zip(first, nullable)]
-        self.first_mask = [sum(bit.get(t.name, 0) for t in terms) for terms in first]
+        self.first_mask = [sum({bit.get(t.name, 0) for t in terms}) for terms in first]
         self.by_char, self.anywhere = _terminals_by_first_char(parser.terminals, bit)
         self.every = [(bit[t.name], Terminal(t.name)) for t in parser.terminals]
         # on ASCII text, a literal terminal matches where the text equals it (case-folded when
@@ -209,6 +210,32 @@ class PrunedEarley:
         tree = self.parse(text, limit=0)
         if tree is None or tree is _AMBIGUOUS:
             return tree
+        return tree, tuple(self.used)
+
+    def resolved_expansions(self, text: str) -> tuple[Tree, tuple[int, ...]] | None:
+        """The tree and expansions (post-order) that the full parser gives ``text``, when knowable here.
+
+        Lark resolves an ambiguous forest by taking, at every node, the family that sorts first by
+        (empty, priority, rule order); only families that tie on that key are ordered by when the
+        parser added them, which the pruned parse does not reproduce. Both forests hold the same
+        derivations, so when no node on the way down ties, the pruned forest resolves to the full
+        parser's tree. None when the text does not parse, or a tie leaves the choice to Lark's
+        insertion order.
+        """
+        from lark.parsers.earley_forest import ForestToParseTree
+
+        root = self.forest(text)
+        if root is None:
+            return None
+        visitor = self.full.forest_sum_visitor
+        prioritizer = visitor and visitor()
+        if _ambiguous(root):
+            if prioritizer:
+                prioritizer.visit(root)
+            if not _resolves_without_ties(root):
+                return None
+        self.used.clear()
+        tree = ForestToParseTree(Tree, self.callbacks, prioritizer, True, False).transform(root)
         return tree, tuple(self.used)
 
     def live_rules(self, text: str, matched: int | None = None) -> set[int]:
@@ -583,6 +610,27 @@ class _Predictions(dict):  # type: ignore[type-arg]
         value = [r for r in self.full[key] if index[id(r)] in live]
         self[key] = value
         return value
+
+
+def _resolves_without_ties(root: Any) -> bool:
+    """Whether resolving the forest picks, at every node it reaches, a family no other one ties with."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or not hasattr(node, "_children"):
+            continue
+        seen.add(id(node))
+        families = node.children  # sorted as Lark sorts them (loads transitive paths first)
+        if not families:
+            continue
+        if len(families) > 1 and families[0].sort_key == families[1].sort_key:
+            return False
+        chosen = families[0]
+        for child in (chosen.left, chosen.right):
+            if child is not None:
+                stack.append(child)
+    return True
 
 
 def _ambiguous(root: Any) -> bool:
