@@ -385,10 +385,10 @@ class Grammar:
         pruned = self._pruned_parser
         if pruned is not None:
             try:
-                found = pruned.expansions(norm)
+                found = pruned.resolved_expansions(norm)
             except RecursionError:
                 found = None
-            if isinstance(found, tuple):
+            if found is not None:
                 tree, used = found
                 return self.decompose_tree(tree, norm, used)
         return self._parse_full(norm)
@@ -409,9 +409,10 @@ class Grammar:
 
         It has exactly the derivations of the full parser (see
         :class:`~grammar_engine.verification.PrunedEarley`), so when it finds one, that is the tree
-        the full parser builds, at a fraction of the cost. Texts with no parse (for the error
-        message) or several derivations (Lark's choice among them) go to the full parser. None for
-        LALR grammars, whose parser is fast already.
+        the full parser builds, at a fraction of the cost; several derivations resolve as Lark
+        resolves them (priority, then rule order) unless two tie on that key. Texts with no parse
+        (for the error message) or a tie (Lark's insertion order decides) go to the full parser.
+        None for LALR grammars, whose parser is fast already.
         """
         if self.parser_kind != "earley":
             return None
