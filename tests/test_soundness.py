@@ -261,7 +261,9 @@ def test_example_unambiguous():
     check_unambiguous(EXAMPLE_DIR, settings=KNOWN_FAST)
 
 
-TestChemSoundness = soundness_tests(CHEM_DIR, checks=["schemas", "expressible", "runs"], settings=CHEM)
+# the searches for each tool and argument draw from the sampler, not the slow ambiguity parser: give them room
+TestChemSoundness = soundness_tests(CHEM_DIR, checks=["schemas", "expressible", "runs"],
+                                    settings=settings(CHEM, max_examples=30))
 
 CHEM_KNOWN = pytest.mark.xfail(
     strict=False, raises=SoundnessError,
