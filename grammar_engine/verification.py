@@ -911,11 +911,9 @@ def build_verifier(
     if grammar.parser_kind == "lalr":
         verifier.kind = VerifierKind.LALR
         return verifier
-    try:
-        verifier.pruned = PrunedEarley(grammar._lark)
+    verifier.pruned = grammar._pruned_parser  # the one Grammar.parse uses: its tables are built once per grammar
+    if verifier.pruned is not None:
         verifier.kind = VerifierKind.PRUNED_EARLEY
-    except InvalidArgument:
-        verifier.pruned = None
     if mode is VerifyMode.FAST:
         _calibrate(verifier, pilot, min_accept)
     return verifier
