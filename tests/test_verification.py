@@ -49,20 +49,7 @@ def test_first_characters_of_a_pattern(pattern: str, starts: str, not_starts: st
 
 
 def test_lookahead_agrees_with_the_plain_parse_on_a_grammar_with_empty_rules_and_ignores() -> None:
-    grammar = r"""
-        start: step (SEP step)*
-        step: verb obj? tail
-        verb: "sort" | "sorted" | "so" | NAME
-        obj: "it" | NAME | maybe NUMBER
-        maybe: "about"?
-        tail: | "now" | "please" maybe
-        SEP: /then|,/
-        NAME: /(?!then\b)[a-z]+/
-        NUMBER: /\d+/
-        COMMENT: /#[^\n]*/
-        %ignore COMMENT
-        %ignore /[ \t\n]+/
-    """
+    grammar = (ROOT / "tests" / "grammars" / "earley" / "empty_rules_and_ignores.lark").read_text()
     lark = Lark(grammar, parser="earley", lexer="dynamic", ambiguity="resolve", g_regex_flags=re.IGNORECASE)
     parser = PrunedEarley(lark)
     texts = ["sort it", "sorted  #note\n  42 now", "so about 7 please then sort", "SORT it, so", "sort 12 please about",
@@ -99,20 +86,24 @@ def test_accepting_the_generated_derivation_decides_as_building_the_tree_does(do
     from grammar_engine.verification import build_verifier
 
     grammar = grammar_engine.load(ROOT / "grammars" / domain)
-    quick, full = build_verifier(grammar), build_verifier(grammar)
+    quick, full, lark_forest = build_verifier(grammar), build_verifier(grammar), build_verifier(grammar)
     full.trust_derivations = False
+    lark_forest.use_chart = False  # Lark's own forest instead of the chart parser's
     stream = sample(grammar, None, strategy="weighted", seed=11, verify="off")
     decisions = []
     for _ in range(150):
         _, built = stream._build(None)
         if built is not None:
             derivation, calls = built
-            decisions.append((quick.check(derivation, calls), full.check(derivation, calls)))
+            decisions.append((quick.check(derivation, calls), full.check(derivation, calls),
+                              lark_forest.check(derivation, calls)))
     assert len(decisions) > 100
-    assert all(a == b for a, b in decisions), [d for d in decisions if d[0] != d[1]]
-    accepted = sum(a == "" for a, _ in decisions)
+    assert all(a == b == c for a, b, c in decisions), [d for d in decisions if len(set(d)) > 1]
+    accepted = sum(a == "" for a, _, _ in decisions)
     assert quick.counts.get("pruned_generated", 0) >= accepted // 2 > 0  # the shortcut is taken
     assert "pruned_generated" not in full.counts
+    assert lark_forest.counts.get("pruned_generated", 0) == quick.counts["pruned_generated"]
+    assert any(a == "ambiguous" for a, _, _ in decisions) or quick.counts.get("pruned_ambiguous", 0) > 0
     # the derivation read off the forest is the parser's: its expansions are those the tree callbacks record
     text = "normalize to 10k then log1p" if domain == "singlecell" else "logp of aspirin"
     root = quick.pruned.forest(text)
