@@ -38,16 +38,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
-import math
 import os
 import random
-import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -62,7 +58,7 @@ from grammar_engine.corpus import write_corpus  # noqa: E402
 from grammar_engine.coverage import TargetKind, coverage_targets, lower_bound  # noqa: E402
 from grammar_engine.sampling import sample, verifier_for  # noqa: E402
 from grammar_engine.value_sources import ValueSources  # noqa: E402
-from grammar_engine.verification import AMBIGUOUS, calls_key  # noqa: E402
+from grammar_engine.verification import calls_key  # noqa: E402
 
 STRATEGIES = ("weighted", "coverage", "uniform")
 
@@ -152,26 +148,9 @@ class _Parsed:
 
 
 def parse_for_coverage(grammar: grammar_engine.Grammar, text: str) -> _Parsed | None:
-    """Expansions and calls of ``text`` by the grammar's parser (exact fast path), None if invalid."""
-    norm = grammar_engine.normalize_instruction(text)
-    if not norm or len(norm) > 2000:
-        return None
-    verifier = verifier_for(grammar)
-    if verifier.pruned is not None:
-        found = verifier.pruned.expansions(norm)
-        if found is None:
-            return None
-        if found is not AMBIGUOUS:
-            tree, used = found
-            try:
-                return _Parsed(used, grammar.decompose_tree(tree, norm).calls)
-            except grammar_engine.GrammarEngineError:
-                return None
-    try:
-        d = grammar.parse(norm)
-    except grammar_engine.GrammarEngineError:
-        return None
-    return _Parsed(d.expansions, d.calls)
+    """Expansions and calls of ``text`` by the grammar's parser, None if it has no valid reading."""
+    found = grammar.try_parse(text)
+    return None if found is None else _Parsed(found.expansions, found.calls)
 
 
 def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: list[int]) -> dict[str, Any]:

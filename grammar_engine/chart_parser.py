@@ -74,9 +74,17 @@ class ChartParser:
             tuple(~term_id[s.name] if s.is_term else nt_id.get(s.name, len(nt_names)) for s in r.expansion)
             for r in rules]
         self.origin = [nt_id[r.origin.name] for r in rules]
-        self.by_origin: list[list[tuple[int, int, bool]]] = [[] for _ in nt_names]
+        # what predicting a nonterminal adds, indexed by the terminals its rules can begin with:
+        # a rule that can be empty always, any other one where one of its first terminals matches
+        self.always: list[list[int]] = [[] for _ in nt_names]
+        self.by_first: list[dict[int, list[int]]] = [{} for _ in nt_names]
         for k, r in enumerate(rules):
-            self.by_origin[nt_id[r.origin.name]].append((k, owner.first_mask[k], owner.nullable[k]))
+            nt = nt_id[r.origin.name]
+            if owner.nullable[k]:
+                self.always[nt].append(k)
+                continue
+            for bit in _bit_positions(owner.first_mask[k]):
+                self.by_first[nt].setdefault(bit, []).append(k)
         self.rule_objects = rules
         # rules naming a nonterminal that has no rule never complete; a terminal Lark cannot match neither
         self.supported = all(m is not None for m in self.term_match)
@@ -97,7 +105,7 @@ class ChartParser:
         if not self.supported or not text or "\n" in text:
             return UNKNOWN
         n = len(text)
-        syms, origin_of, by_origin = self.syms, self.origin, self.by_origin
+        syms, origin_of, always, by_first = self.syms, self.origin, self.always, self.by_first
         term_match, ignore_match = self.term_match, self.ignore_match
         positions = _PositionPredictions(self.owner, text)
         mask_at = positions.mask
@@ -136,30 +144,33 @@ class ChartParser:
             if to_scan is None:
                 to_scan = {}
             work: list[tuple[int, int, int]] = []
+            bits: list[int] | None = None
             if i == 0:
                 predicted.add(start)
-                mask = mask_at(0)
-                for k, first, empty in by_origin[start]:
-                    if empty or first & mask:
-                        work.append((k, 0, 0))
+                bits = _bit_positions(mask_at(0))
+                for k in _predicted(always[start], by_first[start], bits):
+                    work.append((k, 0, 0))
             for item in items or ():
                 if item not in column:
                     column.add(item)
                     work.append(item)
             column.update(work)
-            mask = -1
             while work:
                 item = work.pop()
                 k, dot, origin = item
                 rule = syms[k]
                 if dot == len(rule):  # completion
                     nt = origin_of[k]
-                    add_family((nt, origin, i), k)
+                    node = (nt, origin, i)
+                    found = families.get(node)
+                    if found is not None:  # completed before: its waiters were advanced then
+                        if k not in found:
+                            found.append(k)
+                        continue
+                    families[node] = [k]
                     if nt == start and origin == 0:
                         root_ends.add(i)
                     if origin == i:
-                        if nt in held:
-                            continue
                         held.add(nt)
                     for k2, d2, o2 in (waiting[origin].get(nt, ()) if origin != i else list(wait.get(nt, ()))):
                         new = (k2, d2 + 1, o2)
@@ -185,20 +196,19 @@ class ChartParser:
                         work.append(new)
                 if sym not in predicted:
                     predicted.add(sym)
-                    if mask == -1:
-                        mask = mask_at(i)
-                    for k2, first, empty in by_origin[sym]:
-                        if empty or first & mask:
-                            new = (k2, 0, i)
-                            if not syms[k2]:
-                                if new not in column:
-                                    column.add(new)
-                                    work.append(new)
-                            elif syms[k2][0] < 0:
-                                irregular |= self._to_scan(to_scan, new, i)
-                            elif new not in column:
+                    if bits is None:
+                        bits = _bit_positions(mask_at(i))
+                    for k2 in _predicted(always[sym], by_first[sym], bits):
+                        new = (k2, 0, i)
+                        if not syms[k2]:
+                            if new not in column:
                                 column.add(new)
                                 work.append(new)
+                        elif syms[k2][0] < 0:
+                            irregular |= self._to_scan(to_scan, new, i)
+                        elif new not in column:
+                            column.add(new)
+                            work.append(new)
             if to_scan and i < n:
                 ends: dict[int, int] = {}
                 for (k, dot, origin), node_end in to_scan.items():
@@ -341,16 +351,26 @@ class ChartParser:
         return tree
 
 
-def _children_of(forest: dict[Any, list[Any]], node: Any) -> list[Any]:
-    """The child nodes a node's families name (symbols and tokens), for counting."""
+def _bit_positions(mask: int) -> list[int]:
+    """The positions of the set bits of ``mask``, lowest first."""
     out = []
-    for family in forest.get(node, ()):
-        if isinstance(family, int):
-            continue
-        left, right = family
-        if left is not None:
-            out.append(left)
-        out.append(right)
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _predicted(always: list[int], by_first: dict[int, list[int]], bits: list[int]) -> list[int]:
+    """Rules to predict: those that can be empty, and those with a first terminal among ``bits``."""
+    if not bits:
+        return always
+    if len(bits) == 1:
+        found = by_first.get(bits[0])
+        return always + found if found else always
+    out = list(always)
+    for bit in bits:
+        out.extend(by_first.get(bit, ()))
     return out
 
 

@@ -76,6 +76,9 @@ def normalize_instruction(text: str) -> str:
 _WORD_RE = re.compile(r"\S+")
 
 
+_NO_READING = object()  # Grammar._parse_pruned: the text has no parse
+
+
 def _over_limit(text: str) -> bool:
     """Whether ``text`` normalizes to more than MAX_INSTRUCTION_CHARS, found without copying it:
     the scan stops as soon as the words seen are too long (a long run of trailing punctuation,
@@ -382,16 +385,51 @@ class Grammar:
                 f"instruction is {len(norm)} characters long (limit {MAX_INSTRUCTION_CHARS})", text=norm[:80],
                 hint="split it into several instructions",
             )
+        found = self._parse_pruned(norm)
+        return found if found is not None else self._parse_full(norm)
+
+    def try_parse(self, text: str) -> Decomposition | None:
+        """:meth:`parse`, or None where it would raise: no reading, a value that does not convert, a
+        call its schema rejects, an empty or over-long text.
+
+        Cheaper than catching :meth:`parse`'s error on an Earley grammar: a text the pruned parser
+        proves has no reading is answered at once, without the full parser that ``parse`` runs to
+        locate its error.
+        """
+        if not isinstance(text, str) or _over_limit(text):
+            return None
+        norm = normalize_instruction(text)
+        if not norm or len(norm) > MAX_INSTRUCTION_CHARS:
+            return None
+        try:
+            found = self._parse_pruned(norm, quiet=True)
+            if found is _NO_READING:
+                return None
+            return found if found is not None else self._parse_full(norm)
+        except GrammarEngineError:
+            return None
+
+    def _parse_pruned(self, norm: str, *, quiet: bool = False) -> Any:
+        """The pruned parser's :class:`Decomposition` of ``norm``; None where the full parser must answer.
+
+        With ``quiet``, ``_NO_READING`` when the pruned parser proves there is no parse (``parse``
+        asks the full parser then, for the position of its error).
+        """
         pruned = self._pruned_parser
-        if pruned is not None:
-            try:
-                found = pruned.resolved_expansions(norm)
-            except RecursionError:
-                found = None
-            if found is not None:
-                tree, used = found
-                return self.decompose_tree(tree, norm, used)
-        return self._parse_full(norm)
+        if pruned is None:
+            return None
+        from .verification import NO_PARSE
+
+        try:
+            found = pruned.resolved_expansions(norm)
+        except RecursionError:
+            return None
+        if found is NO_PARSE:
+            return _NO_READING if quiet else None
+        if found is None:
+            return None
+        tree, used = found
+        return self.decompose_tree(tree, norm, used)
 
     def _parse_full(self, norm: str) -> Decomposition:
         """:meth:`parse` of a normalized text by Lark's parser over the whole grammar."""

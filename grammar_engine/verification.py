@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AMBIGUOUS",
+    "NO_PARSE",
     "PrunedEarley",
     "Verifier",
     "VerifierKind",
@@ -111,6 +112,9 @@ def calls_key(calls: list[dict[str, Any]]) -> str:
 _AMBIGUOUS = object()
 AMBIGUOUS = _AMBIGUOUS
 """Returned by :class:`PrunedEarley` when a text has more derivations than it reports."""
+
+NO_PARSE = object()
+"""Returned by :meth:`PrunedEarley.resolved_expansions` when the text has no derivation at all."""
 
 
 class PrunedEarley:
@@ -227,15 +231,15 @@ class PrunedEarley:
             return tree
         return tree, tuple(self.used)
 
-    def resolved_expansions(self, text: str) -> tuple[Tree, tuple[int, ...]] | None:
+    def resolved_expansions(self, text: str) -> tuple[Tree, tuple[int, ...]] | object | None:
         """The tree and expansions (post-order) that the full parser gives ``text``, when knowable here.
 
         Lark resolves an ambiguous forest by taking, at every node, the family that sorts first by
         (empty, priority, rule order); only families that tie on that key are ordered by when the
         parser added them, which the pruned parse does not reproduce. Both forests hold the same
         derivations, so when no node on the way down ties, the pruned forest resolves to the full
-        parser's tree. None when the text does not parse, or a tie leaves the choice to Lark's
-        insertion order.
+        parser's tree. ``NO_PARSE`` when the text does not parse; None when a tie leaves the choice
+        to Lark's insertion order.
         """
         from lark.parsers.earley_forest import ForestToParseTree
 
@@ -244,13 +248,13 @@ class PrunedEarley:
         except RecursionError:
             found = _CHART_UNKNOWN
         if found is None:
-            return None
+            return NO_PARSE
         if isinstance(found, list) and len(found) == 1:  # one derivation: no choice to make
             tree = self.chart.tree(found[0], text, self.plain_callbacks)
             return tree, self.chart.flatten(found[0])[0]
         root = self.forest(text)
         if root is None:
-            return None
+            return NO_PARSE
         visitor = self.full.forest_sum_visitor
         prioritizer = visitor and visitor()
         if _ambiguous(root):

@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import GrammarEngineError, InvalidArgument, SamplingError
+from .errors import InvalidArgument, SamplingError
 from .gen_tables import gen_tables
 from .generation import Chooser, DNode
-from .grammar import MAX_INSTRUCTION_CHARS, normalize_instruction
 from .recordings import recorded_texts
-from .verification import verifier_for
 
 if TYPE_CHECKING:
     from .grammar import Grammar
@@ -164,29 +162,13 @@ def expansion_weights(
         return cached
     counts: Counter[int] = Counter()
     parsed = failed = 0
-    pruned = verifier_for(grammar).pruned if grammar.parser_kind == "earley" else None
     for text in recorded_instructions(grammar, recordings):
-        used = None
-        if pruned is not None:  # the exact fast path; several derivations: ask Grammar.parse
-            norm = normalize_instruction(text)
-            found = pruned.expansions(norm) if norm and len(norm) <= MAX_INSTRUCTION_CHARS else None
-            if isinstance(found, tuple):
-                try:  # the values must convert and the calls fit the schemas, as Grammar.parse checks
-                    grammar.decompose_tree(found[0], norm)
-                    used = found[1]
-                except GrammarEngineError:
-                    found = None
-            if found is None:
-                failed += 1
-                continue
-        if used is None:
-            try:
-                used = grammar.parse(text).expansions
-            except GrammarEngineError:
-                failed += 1
-                continue
+        found = grammar.try_parse(text)
+        if found is None:
+            failed += 1
+            continue
         parsed += 1
-        counts.update(used)
+        counts.update(found.expansions)
     chosen = weight_overrides(grammar) if overrides is True else (dict(overrides) if overrides else {})
     probabilities: dict[int, float] = {}
     for origin, exps in grammar.table.by_origin.items():

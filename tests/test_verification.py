@@ -10,7 +10,7 @@ from lark import Lark
 
 import grammar_engine
 from grammar_engine.recordings import Record, read_instructions
-from grammar_engine.verification import AMBIGUOUS, PrunedEarley, _pattern_first_chars, _PositionPredictions
+from grammar_engine.verification import AMBIGUOUS, NO_PARSE, PrunedEarley, _pattern_first_chars, _PositionPredictions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,10 +134,13 @@ def test_parse_answers_with_the_pruned_parser_exactly_as_the_full_parser(domain:
             with pytest.raises(InstructionParseError) as caught:
                 grammar.parse(text)
             assert str(caught.value) == str(error)
+            assert grammar.try_parse(text) is None
             continue
         fast = grammar.parse(text)
         assert str(fast.tree) == str(full.tree), text
         assert fast.expansions == full.expansions and fast.calls == full.calls, text
+        quiet = grammar.try_parse(text)
+        assert quiet is not None and quiet.expansions == full.expansions and quiet.calls == full.calls
         parsed += 1
         fast_path = grammar._pruned_parser.resolved_expansions(norm) is not None
         pruned += fast_path
@@ -161,7 +164,7 @@ def test_a_tie_between_derivations_is_left_to_the_full_parser() -> None:
     assert parser.parse("x x", limit=0) is AMBIGUOUS
     tree, used = parser.resolved_expansions("x x")
     assert str(tree) == str(ordered.parse("x x")) and len(used) == 2  # a's first alternative, then start
-    assert parser.resolved_expansions("x x x") is None  # no parse
+    assert parser.resolved_expansions("x x x") is NO_PARSE
     tied = Lark(r"""
         start: a b
         a: "x" | "x" "x"
@@ -170,3 +173,24 @@ def test_a_tie_between_derivations_is_left_to_the_full_parser() -> None:
     """, parser="earley", lexer="dynamic", ambiguity="resolve")
     assert PrunedEarley(tied).parse("x x x", limit=0) is AMBIGUOUS
     assert PrunedEarley(tied).resolved_expansions("x x x") is None  # (x)(x x) and (x x)(x): one rule, a tie
+
+
+def test_try_parse_answers_a_text_without_a_reading_without_the_full_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``try_parse`` is ``parse`` without the error: where the pruned parser proves there is no
+    reading, the full parser (run by ``parse`` only to locate its error) is not asked."""
+    from grammar_engine.errors import InstructionParseError
+
+    grammar = grammar_engine.load(ROOT / "grammars" / "singlecell")
+    broken = "normalize to 10k then then log1p please umap zebra"
+    with pytest.raises(InstructionParseError):
+        grammar.parse(broken)
+    good = grammar.parse("normalize to 10k then log1p")
+
+    def no_full_parse(norm: str) -> None:
+        raise AssertionError(f"full parser asked for {norm!r}")
+
+    monkeypatch.setattr(grammar, "_parse_full", no_full_parse)
+    assert grammar.try_parse(broken) is None
+    assert grammar.try_parse("") is None and grammar.try_parse("x" * 5000) is None
+    found = grammar.try_parse("normalize to 10k then log1p")
+    assert found is not None and found.calls == good.calls and found.expansions == good.expansions
