@@ -148,8 +148,10 @@ class ChartParser:
             if i == 0:
                 predicted.add(start)
                 bits = _bit_positions(mask_at(0))
-                for k in _predicted(always[start], by_first[start], bits):
-                    work.append((k, 0, 0))
+                work.extend((k, 0, 0) for k in always[start])
+                for bit in bits:
+                    work.extend((k, 0, 0) for k in by_first[start].get(bit, ()))
+                work = list(dict.fromkeys(work))  # a rule can begin with several terminals found here
             for item in items or ():
                 if item not in column:
                     column.add(item)
@@ -198,7 +200,14 @@ class ChartParser:
                     predicted.add(sym)
                     if bits is None:
                         bits = _bit_positions(mask_at(i))
-                    for k2 in _predicted(always[sym], by_first[sym], bits):
+                    rules_here = always[sym]
+                    firsts = by_first[sym]
+                    if firsts:
+                        for bit in bits:
+                            got = firsts.get(bit)
+                            if got:
+                                rules_here = rules_here + got
+                    for k2 in rules_here:
                         new = (k2, 0, i)
                         if not syms[k2]:
                             if new not in column:
@@ -358,19 +367,6 @@ def _bit_positions(mask: int) -> list[int]:
         low = mask & -mask
         out.append(low.bit_length() - 1)
         mask ^= low
-    return out
-
-
-def _predicted(always: list[int], by_first: dict[int, list[int]], bits: list[int]) -> list[int]:
-    """Rules to predict: those that can be empty, and those with a first terminal among ``bits``."""
-    if not bits:
-        return always
-    if len(bits) == 1:
-        found = by_first.get(bits[0])
-        return always + found if found else always
-    out = list(always)
-    for bit in bits:
-        out.extend(by_first.get(bit, ()))
     return out
 
 

@@ -183,6 +183,12 @@ class PrunedEarley:
         # on ASCII text, a literal terminal matches where the text equals it (case-folded when
         # the grammar or the literal ignores case); the other terminals are tried by first character
         self.literals, literal_bits = _literal_tables(parser.terminals, bit, flags)
+        # the same tables per lower-cased first character: only lengths some literal has there
+        self.literals_by_char: dict[str, list[tuple[int, dict[str, list[tuple[str | None, int]]]]]] = {}
+        for length, table in self.literals:
+            for ch in {key[0] for key in table}:
+                self.literals_by_char.setdefault(ch, []).append(
+                    (length, {key: hits for key, hits in table.items() if key[0] == ch}))
         self.patterned_by_char = {ch: [e for e in entries if not e[0] & literal_bits]
                                   for ch, entries in self.by_char.items()}
         self._predicted: dict[Any, list[tuple[Any, int, int, bool]]] = {}
@@ -585,7 +591,7 @@ class _PositionPredictions:
                 match = owner.match
                 if self.ascii:  # literal keywords: a dictionary lookup per length
                     lowered = self.lowered
-                    for length, table in owner.literals:
+                    for length, table in owner.literals_by_char.get(lowered[j], ()):
                         hit = table.get(lowered[j:j + length])
                         if hit is not None:
                             for exact, bit in hit:
