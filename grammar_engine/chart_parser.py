@@ -74,6 +74,8 @@ class ChartParser:
             tuple(~term_id[s.name] if s.is_term else nt_id.get(s.name, len(nt_names)) for s in r.expansion)
             for r in rules]
         self.origin = [nt_id[r.origin.name] for r in rules]
+        self.lens = [len(e) for e in self.syms]
+        self.first_is_terminal = [bool(e) and e[0] < 0 for e in self.syms]
         # what predicting a nonterminal adds, indexed by the terminals its rules can begin with:
         # a rule that can be empty always, any other one where one of its first terminals matches
         self.always: list[list[int]] = [[] for _ in nt_names]
@@ -106,6 +108,7 @@ class ChartParser:
             return UNKNOWN
         n = len(text)
         syms, origin_of, always, by_first = self.syms, self.origin, self.always, self.by_first
+        lens, first_is_terminal = self.lens, self.first_is_terminal
         term_match, ignore_match = self.term_match, self.ignore_match
         positions = _PositionPredictions(self.owner, text)
         mask_at = positions.mask
@@ -161,7 +164,7 @@ class ChartParser:
                 item = work.pop()
                 k, dot, origin = item
                 rule = syms[k]
-                if dot == len(rule):  # completion
+                if dot == lens[k]:  # completion
                     nt = origin_of[k]
                     node = (nt, origin, i)
                     found = families.get(node)
@@ -176,8 +179,13 @@ class ChartParser:
                         held.add(nt)
                     for k2, d2, o2 in (waiting[origin].get(nt, ()) if origin != i else list(wait.get(nt, ()))):
                         new = (k2, d2 + 1, o2)
-                        add_family((k2, d2 + 1, o2, i), ((k2, d2, o2, origin) if d2 else None, (nt, origin, i)))
-                        if d2 + 1 < len(syms[k2]) and syms[k2][d2 + 1] < 0:
+                        family = ((k2, d2, o2, origin) if d2 else None, node)
+                        found = families.get(key := (k2, d2 + 1, o2, i))
+                        if found is None:
+                            families[key] = [family]
+                        elif family not in found:
+                            found.append(family)
+                        if d2 + 1 < lens[k2] and syms[k2][d2 + 1] < 0:
                             irregular |= self._to_scan(to_scan, new, i)
                         elif new not in column:
                             column.add(new)
@@ -209,12 +217,9 @@ class ChartParser:
                                 rules_here = rules_here + got
                     for k2 in rules_here:
                         new = (k2, 0, i)
-                        if not syms[k2]:
-                            if new not in column:
-                                column.add(new)
-                                work.append(new)
-                        elif syms[k2][0] < 0:
-                            irregular |= self._to_scan(to_scan, new, i)
+                        if first_is_terminal[k2]:  # predicted here: no other node can wait with it
+                            if new not in to_scan:
+                                to_scan[new] = i
                         elif new not in column:
                             column.add(new)
                             work.append(new)
@@ -229,8 +234,13 @@ class ChartParser:
                     if not end:
                         continue
                     new = (k, dot + 1, origin)
-                    add_family((k, dot + 1, origin, end), ((k, dot, origin, node_end) if dot else None, (~term, i, end)))
-                    if dot + 1 < len(syms[k]) and syms[k][dot + 1] < 0:
+                    family = ((k, dot, origin, node_end) if dot else None, (~term, i, end))
+                    found = families.get(key := (k, dot + 1, origin, end))
+                    if found is None:
+                        families[key] = [family]
+                    elif family not in found:
+                        found.append(family)
+                    if dot + 1 < lens[k] and syms[k][dot + 1] < 0:
                         irregular |= self._carry(scans, end, new, end)
                     else:
                         arrived.setdefault(end, []).append(new)
