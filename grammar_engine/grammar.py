@@ -484,6 +484,9 @@ class Grammar:
         norm = normalize_instruction(text)
         if not norm or len(norm) > MAX_INSTRUCTION_CHARS:
             return []  # as parse() rejects it: an ambiguous forest over unbounded text is unbounded work
+        found = self._chart_parses(norm, limit)
+        if found is not None:
+            return found
         try:
             forest = self._ambiguous_parser.parse(norm)
         except UnexpectedInput:
@@ -493,6 +496,30 @@ class Grammar:
             try:
                 out.append(self.decompose_tree(tree, norm))
             except InstructionParseError:
+                continue
+        return out
+
+    def _chart_parses(self, norm: str, limit: int) -> list[Decomposition] | None:
+        """:meth:`parse_all` by the chart parser when it holds at most ``limit`` derivations, else None."""
+        pruned = self._pruned_parser
+        if pruned is None:
+            return None
+        from .chart_parser import ChartParser
+
+        chart: ChartParser = pruned.chart
+        try:
+            found = chart.derivations(norm, limit=limit)
+        except RecursionError:
+            return None
+        if found is None:
+            return []
+        if not isinstance(found, list):  # more than the limit, or only Lark can tell
+            return None
+        out = []
+        for one in found:
+            try:
+                out.append(self.decompose_tree(chart.tree(one, norm, pruned.plain_callbacks), norm))
+            except (InstructionParseError, RecursionError):
                 continue
         return out
 

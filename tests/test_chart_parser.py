@@ -118,3 +118,17 @@ def test_same_derivations_as_lark_on_shipped_domains(domain: str) -> None:
     assert seen["one"] >= 15 and seen["none"] >= 1
     if domain != "example":
         assert seen["several"] >= 1  # ambiguous texts were compared too
+
+
+@pytest.mark.parametrize("domain", ["chem", "singlecell"])
+def test_parse_all_reads_the_same_calls_from_the_chart_as_from_lark(domain: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    grammar = grammar_engine.load(ROOT / "grammars" / domain)
+    texts = [item.instruction for item in read_instructions(grammar.recorded_path) if isinstance(item, Record)][:25]
+    texts += [s.instruction for s in grammar.sample(15, strategy="uniform", seed=9, verify="off")]
+    texts += ["umap zebra then", "plot plot plot"]
+    by_chart = [sorted(repr(d.calls) for d in grammar.parse_all(t, limit=8)) for t in texts]
+    monkeypatch.setattr(grammar, "_chart_parses", lambda norm, limit: None)
+    by_lark = [sorted(repr(d.calls) for d in grammar.parse_all(t, limit=8)) for t in texts]
+    for text, a, b in zip(texts, by_chart, by_lark):
+        assert a == b, text  # past the limit the chart leaves the text to Lark
+    assert sum(len(a) > 1 for a in by_chart) >= 1 and sum(not a for a in by_chart) >= 1
