@@ -424,7 +424,8 @@ class Generator:
         root_ctx = (None, None, None, None, -1, None, False)
         result: Any = None
         retries = 0  # calls redrawn because they could not run where they stood
-        tries: dict[int, int] = {}  # per redraw point
+        # per redraw point: id -> (its marks, kept alive so that the id is not reused; tries so far)
+        tries: dict[int, tuple[Any, int]] = {}
         banned = 0  # tools kept away from while redrawing (until the facts change)
         registry = self.grammar.tools
         tool_choice = t.tool_choice
@@ -701,7 +702,7 @@ class Generator:
                         blocked = self._blocked(facts) | banned
                 elif self._problems(calls, before, preconditions, domain_tools):
                     target = None
-                    if frame[7] is not None and tries.get(id(frame[7]), 0) < 2:
+                    if frame[7] is not None and tries.get(id(frame[7]), (None, 0))[1] < 2:
                         target = (len(stack), frame[7])
                     else:
                         for k in range(len(stack) - 1, 0, -1):
@@ -711,7 +712,7 @@ class Generator:
                     if target is not None and retries < 24:
                         retries += 1
                         k, frame_marks = target
-                        tries[id(frame_marks)] = tries.get(id(frame_marks), 0) + 1
+                        tries[id(frame_marks)] = (frame_marks, tries.get(id(frame_marks), (None, 0))[1] + 1)
                         if k < len(stack) and code == _K_CALL:  # climbing: avoid the tool that failed
                             banned |= t.tool_bits[x.index]
                         del stack[k:]
@@ -725,7 +726,7 @@ class Generator:
                         filled.update(kept)
                         fresh = push(symbol, budget, stack[-1][5], None)
                         if fresh[7] is not None:
-                            tries[id(fresh[7])] = tries.get(id(frame_marks), 0)
+                            tries[id(fresh[7])] = (fresh[7], tries[id(frame_marks)][1])
                         stack.append(fresh)
                         continue
                     facts = frozenset(registry.state_after(calls, state=before))
