@@ -21,8 +21,9 @@ It reproduces the scanner of Lark's Earley parser with the dynamic lexer:
 
 So both parsers hold the same derivations of a text. Where Lark would lose one by merging two
 items that differ only in where their last symbol ended (an item carried past ignored text meets
-the same item scanned there), or where the text begins or ends with ignored text, or spans
-lines, the chart says it cannot tell (:data:`UNKNOWN`), and the caller asks Lark.
+the same item scanned there), where a recursive start symbol is carried past trailing ignored
+text, or where the text spans lines, the chart says it cannot tell (:data:`UNKNOWN`), and the
+caller asks Lark.
 """
 
 from __future__ import annotations
@@ -314,17 +315,31 @@ class ChartParser:
     def derivations(self, text: str, *, limit: int = 16) -> list[Derivation] | object | None:
         """Every derivation of ``text`` (at most ``limit``); None without a parse, AMBIGUOUS past it.
 
-        UNKNOWN when the chart cannot answer as Lark would (see the module docstring).
+        UNKNOWN when the chart cannot answer as Lark would (see the module docstring), or a text
+        nests too deeply for Python's stack.
         """
-        forest = self.chart(text)
-        if forest is None or forest is UNKNOWN:
-            return forest
-        assert isinstance(forest, dict)
-        (root,) = forest[None]
-        counts = _count(forest, root, limit, self.syms)
-        if counts > limit:
-            return AMBIGUOUS
-        return _enumerate(forest, root, self.syms)
+        try:
+            forest = self.chart(text)
+            if forest is None or forest is UNKNOWN:
+                return forest
+            assert isinstance(forest, dict)
+            (root,) = forest[None]
+            if _count(forest, root, limit, self.syms) > limit:
+                return AMBIGUOUS
+            return _enumerate(forest, root, self.syms)
+        except RecursionError:
+            return UNKNOWN
+
+    def trees(self, text: str, callbacks: dict[Any, Callable[[list[Any]], Any]], *,
+              limit: int = 16) -> list[Any] | object | None:
+        """The parse tree of every derivation of ``text`` (:meth:`derivations`' other answers as they are)."""
+        found = self.derivations(text, limit=limit)
+        if not isinstance(found, list):
+            return found
+        try:
+            return [self.tree(one, text, callbacks) for one in found]
+        except RecursionError:
+            return UNKNOWN
 
     def flatten(self, derivation: Derivation) -> tuple[tuple[int, ...], tuple[str, ...], tuple[int, ...]]:
         """Rules in post-order (as Lark's callbacks run), token types and token starts."""

@@ -504,21 +504,15 @@ class Grammar:
         pruned = self._pruned_parser
         if pruned is None:
             return None
-        from .chart_parser import ChartParser
-
-        chart: ChartParser = pruned.chart
-        try:
-            found = chart.derivations(norm, limit=limit)
-        except RecursionError:
-            return None
-        if found is None:
+        trees = pruned.chart.trees(norm, pruned.plain_callbacks, limit=limit)
+        if trees is None:
             return []
-        if not isinstance(found, list):  # more than the limit, or only Lark can tell
+        if not isinstance(trees, list):  # more than the limit, or only Lark can tell
             return None
         out = []
-        for one in found:
+        for tree in trees:
             try:
-                out.append(self.decompose_tree(chart.tree(one, norm, pruned.plain_callbacks), norm))
+                out.append(self.decompose_tree(tree, norm))
             except (InstructionParseError, RecursionError):
                 continue
         return out

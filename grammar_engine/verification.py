@@ -249,10 +249,7 @@ class PrunedEarley:
         """
         from lark.parsers.earley_forest import ForestToParseTree
 
-        try:
-            found = self.chart.derivations(text)
-        except RecursionError:
-            found = _CHART_UNKNOWN
+        found = self.chart.derivations(text)
         if found is None:
             return NO_PARSE
         if isinstance(found, list) and len(found) == 1:  # one derivation: no choice to make
@@ -863,30 +860,12 @@ class Verifier:
         ``_CHART_AMBIGUOUS`` past 16 derivations, ``_CHART_UNKNOWN`` where only Lark can answer.
         """
         assert self.pruned is not None
-        chart = self.pruned.chart
-        try:
-            found = chart.derivations(text)
-        except RecursionError:
-            return _CHART_UNKNOWN
-        if not isinstance(found, list):
-            return found
-        out = []
-        for one in found:
-            try:
-                tree = chart.tree(one, text, self.pruned.plain_callbacks)
-            except RecursionError:
-                return _CHART_UNKNOWN
-            out.append(self._calls(tree, text))
-        return out
+        trees = self.pruned.chart.trees(text, self.pruned.plain_callbacks)
+        return [self._calls(tree, text) for tree in trees] if isinstance(trees, list) else trees
 
     def _check_pruned(self, text: str, want: str, derivation: Derivation | None = None) -> str:
         assert self.pruned is not None
-        found = _CHART_UNKNOWN
-        if self.use_chart:
-            try:
-                found = self.pruned.chart.derivations(text)
-            except RecursionError:
-                pass
+        found = self.pruned.chart.derivations(text) if self.use_chart else _CHART_UNKNOWN
         if found is not _CHART_UNKNOWN:
             return self._check_chart(found, text, want, derivation)
         try:
