@@ -164,11 +164,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recorded = gold_records(grammar.recorded_path)
         unseen = gold_records(grammar.unseen_path, require_calls=True)
         # (b) does not depend on the recordings: one uniform corpus and one model serve every fold.
-        # Every synthetic corpus uses the same seed, so all hold out the same phrasing x tool combinations.
+        # Every synthetic corpus uses the same seed and keeps no phrasing from the held-out choice
+        # (heldout_keep=()), so all hold out the same phrasing x tool combinations whichever
+        # recordings they learn from.
         t0 = time.perf_counter()
         uniform = out / domain / "corpus-uniform"
         write_corpus(grammar, uniform, n=args.samples, strategy="uniform", seed=args.seed, workers=args.workers,
-                     chunk_size=250)
+                     chunk_size=250, heldout_keep=())
         print(f"[{domain}] uniform corpus sampled in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
         fold_sets: list[dict[str, list[dict[str, Any]]]] = []
         jobs: dict[tuple[str, int | None], dict[str, Any]] = {}
@@ -180,9 +182,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # (c): coverage-guided samples first, then samples weighted by the training folds
             weighted = base / "corpus-weighted-coverage"
             write_corpus(grammar, base / "part-coverage", n=args.coverage_samples, strategy="coverage",
-                         seed=args.seed, recordings=train_rec, workers=args.workers, chunk_size=250)
+                         seed=args.seed, recordings=train_rec, workers=args.workers, chunk_size=250,
+                         heldout_keep=())
             write_corpus(grammar, weighted, n=args.samples - args.coverage_samples, strategy="weighted",
-                         seed=args.seed, recordings=train_rec, workers=args.workers, chunk_size=250, alpha=args.alpha)
+                         seed=args.seed, recordings=train_rec, workers=args.workers, chunk_size=250, alpha=args.alpha,
+                         heldout_keep=())
             with open(weighted / "train-99999.jsonl", "w", encoding="utf-8") as merged:
                 for shard in sorted((base / "part-coverage").glob("train-*.jsonl")):
                     merged.write(shard.read_text(encoding="utf-8"))

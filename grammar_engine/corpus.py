@@ -37,9 +37,10 @@ keys (``dedup.saturated`` in the manifest); until then deduplication is exact up
 collisions.
 
 **Splits** hold out whole (tool, phrasing) combinations: a share ``heldout`` of the call
-expansions (each tool keeps at least one phrasing in train), chosen by a hash of ``seed``. A
-sample that uses any held-out phrasing goes to ``heldout``, every other to ``train``, so no
-held-out combination ever appears in train.
+expansions (each tool keeps at least one phrasing in train), chosen by a hash of ``seed`` among
+the phrasings no recorded instruction uses. A sample that uses any held-out phrasing goes to
+``heldout``, every other to ``train``, so no held-out combination ever appears in train, and a
+model trained on the split has seen every phrasing the recordings show.
 
 **Memory** stays flat: samples are serialized as they come, shards are appended to, and every
 cache in the pipeline is bounded.
@@ -80,6 +81,7 @@ __all__ = [
     "grammar_hash",
     "heldout_phrasings",
     "read_corpus",
+    "recorded_phrasings",
     "write_corpus",
 ]
 
@@ -171,20 +173,44 @@ def _hash_int(*parts: Any) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def heldout_phrasings(grammar: Grammar, fraction: float, seed: int) -> list[str]:
-    """Call expansions (``call_pca#2``) to hold out: about ``fraction`` of them, every tool keeping one.
-
-    The choice depends only on the grammar, ``fraction`` and ``seed``.
-    """
-    if not 0 <= fraction < 1:
-        raise InvalidArgument(f"heldout must be in [0, 1), got {fraction!r}")
+def _call_phrasings(grammar: Grammar) -> dict[int, tuple[str, str]]:
+    """Expansion index -> (phrasing id such as ``call_pca#2``, tool) for every usable call phrasing."""
     t = gen_tables(grammar)
     usable = {e for exps in t.alts.values() for e in exps}
-    by_tool: dict[str, list[str]] = {}
+    out: dict[int, tuple[str, str]] = {}
     for e in sorted(usable):
         x = t.exps[e]
         if x.user and x.typed is not None and x.typed.kind is SlotKind.CALL:
-            by_tool.setdefault(x.target, []).append(x.node_id)
+            out[e] = (x.node_id, x.target)
+    return out
+
+
+def recorded_phrasings(grammar: Grammar, recordings: Any = None) -> frozenset[str]:
+    """Call phrasings (``call_pca#2``) that the recorded instructions use.
+
+    ``recordings`` is what the weighted sampler takes (a JSONL path or instructions; default: the
+    domain's ``recorded.jsonl``); instructions that do not parse contribute nothing.
+    """
+    from .weights import expansion_weights
+
+    counts = expansion_weights(grammar, recordings=recordings).counts
+    return frozenset(p for e, (p, _tool) in _call_phrasings(grammar).items() if counts.get(e))
+
+
+def heldout_phrasings(grammar: Grammar, fraction: float, seed: int, *, keep: Any = ()) -> list[str]:
+    """Call expansions (``call_pca#2``) to hold out: about ``fraction`` of them, every tool keeping one.
+
+    Phrasings in ``keep`` are never held out (:func:`write_corpus` keeps those the recordings use,
+    so a model trained on the split still sees every phrasing people wrote); the quota is a share of
+    all call phrasings, so it may be short when ``keep`` covers most of them. The choice depends only
+    on the grammar, ``fraction``, ``seed`` and ``keep``.
+    """
+    if not 0 <= fraction < 1:
+        raise InvalidArgument(f"heldout must be in [0, 1), got {fraction!r}")
+    keep = frozenset(keep)
+    by_tool: dict[str, list[str]] = {}
+    for phrasing, tool in _call_phrasings(grammar).values():
+        by_tool.setdefault(tool, []).append(phrasing)
     everything = sorted((p, tool) for tool, ps in by_tool.items() for p in ps)
     quota = round(fraction * len(everything))
     kept = {tool: len(ps) for tool, ps in by_tool.items()}
@@ -192,7 +218,7 @@ def heldout_phrasings(grammar: Grammar, fraction: float, seed: int) -> list[str]
     for phrasing, tool in sorted(everything, key=lambda pt: _hash_int(seed, pt[0])):
         if len(chosen) >= quota:
             break
-        if kept[tool] > 1:
+        if kept[tool] > 1 and phrasing not in keep:
             kept[tool] -= 1
             chosen.append(phrasing)
     return sorted(chosen)
@@ -339,6 +365,7 @@ def write_corpus(
     chunk_size: int = 1000,
     shard_size: int = 100_000,
     heldout: float = 0.1,
+    heldout_keep: Any = None,
     tools_in_records: bool = True,
     dedup: bool = True,
     dedup_capacity: int | None = None,
@@ -373,6 +400,11 @@ def write_corpus(
         Records per shard file.
     heldout
         Share of call phrasings held out (0 disables the heldout split).
+    heldout_keep
+        Call phrasings never held out. None (default): those the recordings use (``recordings`` in
+        ``options``, else the domain's ``recorded.jsonl``), so the train split has every phrasing
+        people wrote and the held-out split measures phrasings nobody recorded; ``()``: any
+        phrasing may be held out.
     tools_in_records
         Repeat the function definitions in every record (the manifest always has them).
     dedup
@@ -408,7 +440,9 @@ def write_corpus(
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob("train-*.jsonl")) + list(out.glob("heldout-*.jsonl")):
         old.unlink()
-    held = heldout_phrasings(grammar, heldout, seed) if heldout else []
+    if heldout and heldout_keep is None:
+        heldout_keep = recorded_phrasings(grammar, options.get("recordings"))
+    held = heldout_phrasings(grammar, heldout, seed, keep=heldout_keep or ()) if heldout else []
     verify = options.get("verify", "auto")
     verifier = verifier_for(grammar, verify) if verify != "off" else None
     # warm the per-grammar caches (weights, coverage tables, value sources) before workers fork

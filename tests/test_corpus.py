@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from grammar_engine.corpus import DigestSet, dedup_key, heldout_phrasings, read_corpus, write_corpus
+from grammar_engine.corpus import (
+    DigestSet,
+    dedup_key,
+    heldout_phrasings,
+    read_corpus,
+    recorded_phrasings,
+    write_corpus,
+)
 from grammar_engine.errors import InvalidArgument
 
 
@@ -85,6 +92,27 @@ def test_heldout_split_holds_out_whole_phrasings(example_grammar, corpus_dir):
         if typed is not None and typed.kind.value == "call":
             per_tool.setdefault(typed.target, set()).add(e.node_id)
     assert all(phrasings - most for phrasings in per_tool.values())
+
+
+def test_heldout_split_keeps_every_recorded_phrasing_in_train(example_grammar, corpus_dir, tmp_path):
+    out, manifest = corpus_dir
+    recorded = recorded_phrasings(example_grammar)
+    for line in example_grammar.recorded_path.read_text(encoding="utf-8").splitlines():
+        found = example_grammar.try_parse(json.loads(line)["instruction"])
+        if found is not None:
+            table = example_grammar.table
+            used = {table.expansions[e] for e in found.expansions}
+            calls = {e.node_id for e in used if (t := table.typed_of(e)) is not None and t.kind.value == "call"}
+            assert calls and calls <= recorded
+    assert manifest["heldout_phrasings"] and not recorded & set(manifest["heldout_phrasings"])
+    # the same share and seed would hold some of them out if nothing were kept
+    assert recorded & set(heldout_phrasings(example_grammar, 0.5, 0))
+    kept = heldout_phrasings(example_grammar, 0.5, 0, keep=recorded)
+    assert kept and not recorded & set(kept)
+    free = write_corpus(example_grammar, tmp_path / "free", n=200, seed=7, chunk_size=200, heldout=0.5,
+                        heldout_keep=())
+    assert free["heldout_phrasings"] == heldout_phrasings(example_grammar, 0.5, 7)
+    assert recorded_phrasings(example_grammar, recordings=[]) == frozenset()
 
 
 def test_digest_set_is_bounded():
