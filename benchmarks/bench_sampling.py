@@ -23,7 +23,8 @@ coverage
     Expansion and 2-path coverage after 100, 1,000 (and 10,000 with ``--full``) samples, per
     strategy and per peer (peers are time-boxed: ``--peer-seconds``); peers' strings are parsed
     (strings that do not parse cover nothing and are counted as invalid). Samples needed for full
-    expansion coverage, against :func:`grammar_engine.coverage.lower_bound`.
+    expansion coverage, against :func:`grammar_engine.coverage.lower_bound` on the graph and under
+    the size of the largest sample drawn (``max_size``: each derivation covers at most that many).
 validity
     Every emitted sample was verified by re-parsing; the share of emitted samples whose
     instruction :meth:`Grammar.parse` (the reference parser) reads back to exactly its calls is
@@ -154,9 +155,13 @@ def parse_for_coverage(grammar: grammar_engine.Grammar, text: str) -> _Parsed | 
 
 
 def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: list[int]) -> dict[str, Any]:
-    """Expansion and 2-path coverage at each mark, samples needed for full expansion coverage."""
+    """Expansion and 2-path coverage at each mark, samples needed for full expansion coverage, and the
+    lower bound for derivations no larger than the largest one drawn (user expansions)."""
     from grammar_engine.coverage import sample_targets
+    from grammar_engine.gen_tables import gen_tables
 
+    user = [x.user for x in gen_tables(grammar).exps]
+    largest = 0
     targets = coverage_targets(grammar)
     exp_t, path_t = targets.by_kind[TargetKind.EXPANSION], targets.by_kind[TargetKind.PATH2]
     exps: set[Any] = set()
@@ -170,6 +175,7 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
             invalid += 1
         else:
             found = sample_targets(grammar, parsed)
+            largest = max(largest, sum(1 for e in parsed.expansions if user[e]))
             exps |= found[TargetKind.EXPANSION] & exp_t
             paths |= found[TargetKind.PATH2] & path_t
             if full_at is None and len(exps) == len(exp_t):
@@ -178,7 +184,8 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
             curve.append({"samples": k, "expansion": round(len(exps) / len(exp_t), 4),
                           "path2": round(len(paths) / len(path_t), 4)})
     return {"curve": curve, "full_expansion_at": full_at, "invalid": invalid, "n": len(items),
-            "expansion_targets": len(exp_t), "path2_targets": len(path_t)}
+            "expansion_targets": len(exp_t), "path2_targets": len(path_t), "largest": largest,
+            "size_lower_bound": lower_bound(grammar, max_size=largest) if largest else None}
 
 
 # -- our samplers ---------------------------------------------------------------------------------------
@@ -241,6 +248,8 @@ def bench_domain(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     full = result["coverage"]["ours-coverage"]["full_expansion_at"]
     result["full_coverage_vs_lower_bound"] = round(full / result["lower_bound"], 2) if full else None
+    size_bound = result["coverage"]["ours-coverage"]["size_lower_bound"]
+    result["full_coverage_vs_size_lower_bound"] = round(full / size_bound, 2) if full and size_bound else None
     result["validity"] = validity(grammar, args.validity_n, args.recheck, args.workers)
     print(f"  validity: {result['validity']}", flush=True)
     return result
@@ -426,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {args.out / 'bench_sampling.json'}")
         return 0
     plot(results, args.out / "coverage.png")
-    print("\n| domain | sampler | raw/s | verified/s | chars | raw x fastest peer | verified x fastest peer | full exp. coverage at (LB) |")
+    print("\n| domain | sampler | raw/s | verified/s | chars | raw x fastest peer | verified x fastest peer | full exp. coverage at (LB; LB at the largest size drawn) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         for name, speed in r["speed"].items():
@@ -434,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             cov = r["coverage"][name]
             print(f"| {r['domain']} | {name} | {speed['raw_per_second']} | {speed.get('verified_per_second', '-')} | {speed['mean_chars']} "
                   f"| {ratio.get('raw_vs_fastest_peer', '-')} | {ratio.get('verified_vs_fastest_peer', '-')} "
-                  f"| {cov['full_expansion_at']} ({r['lower_bound']}) |")
+                  f"| {cov['full_expansion_at']} ({r['lower_bound']}; {cov['size_lower_bound']} at {cov['largest']}) |")
     print("\n| domain | sampler | " + " | ".join(f"exp@{m} | 2path@{m}" for m in (100, 1000, 10000)) + " |")
     print("|---|---|" + "---|---|" * 3)
     for r in results:

@@ -281,8 +281,14 @@ def sample_targets(grammar: Grammar, sample: Sample | Decomposition) -> dict[Tar
 # -- the lower bound ------------------------------------------------------------------------------------
 
 
-def lower_bound(grammar: Grammar) -> int:
+def lower_bound(grammar: Grammar, max_size: int | None = None) -> int:
     """The fewest derivations that could cover every expansion target (a valid lower bound).
+
+    With ``max_size``, only derivations of at most that many user expansions count (what a sampler
+    with a size limit draws): each covers at most ``max_size`` targets, so at least
+    ``ceil(targets / max_size)`` are needed, and the larger of the two bounds is returned. Without
+    it, one long derivation through a recursive step list may cover almost everything, so the
+    graph bound alone is far below what instructions of bounded length need.
 
     Computed on the graph of symbols and expansions reachable from the start symbol:
 
@@ -298,8 +304,17 @@ def lower_bound(grammar: Grammar) -> int:
     ``need(N) = sum of need over N's expansions`` for a single ``N`` (else the largest), and the
     bound is ``need(start)`` (at least 1 when there is any target).
     """
-    t = gen_tables(grammar)
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
+        raise InvalidArgument(f"max_size must be a whole number >= 1, got {max_size!r}")
     targets = coverage_targets(grammar).user
+    graph_bound = _graph_lower_bound(grammar, targets)
+    if max_size is None:
+        return graph_bound
+    return max(graph_bound, -(-len(targets) // max_size))
+
+
+def _graph_lower_bound(grammar: Grammar, targets: frozenset[int]) -> int:
+    t = gen_tables(grammar)
     graph = nx.DiGraph()
     start = t.start
     for symbol, exps in t.alts.items():
@@ -389,6 +404,12 @@ class CoverageReport:
         How many samples it took to cover every expansion target (None: not reached).
     lower_bound
         :func:`lower_bound` of the grammar.
+    largest
+        The most user expansions in one measured sample.
+    size_lower_bound
+        ``lower_bound(grammar, max_size=largest)``: the fewest derivations no larger than the
+        largest measured sample that could cover every expansion target; the yardstick for
+        ``full_expansion_at``.
     uncovered
         Up to 50 uncovered targets per kind, for reading.
     """
@@ -400,6 +421,8 @@ class CoverageReport:
     curve: list[dict[str, int]] = field(default_factory=list)
     full_expansion_at: int | None = None
     lower_bound: int = 0
+    largest: int = 0
+    size_lower_bound: int = 0
     uncovered: dict[str, list[str]] = field(default_factory=dict)
 
     def ratio(self, kind: TargetKind | str) -> float:
@@ -412,7 +435,7 @@ class CoverageReport:
         return {"samples": self.samples, "invalid": self.invalid, "covered": self.covered, "total": self.total,
                 "ratios": {k: round(self.ratio(k), 4) for k in self.total}, "curve": self.curve,
                 "full_expansion_at": self.full_expansion_at, "lower_bound": self.lower_bound,
-                "uncovered": self.uncovered}
+                "largest": self.largest, "size_lower_bound": self.size_lower_bound, "uncovered": self.uncovered}
 
 
 def _as_sample(grammar: Grammar, item: Any) -> Any:
@@ -444,6 +467,7 @@ def measure(grammar: Grammar, samples: Iterable[Any], *, checkpoints: Iterable[i
     covered: dict[TargetKind, set[Any]] = {k: set() for k in TargetKind}
     report = CoverageReport(total=targets.total(), lower_bound=lower_bound(grammar))
     expansions_total = len(targets.by_kind[TargetKind.EXPANSION])
+    t = gen_tables(grammar)
     for item in samples:
         try:
             parsed = _as_sample(grammar, item)
@@ -452,6 +476,7 @@ def measure(grammar: Grammar, samples: Iterable[Any], *, checkpoints: Iterable[i
             parsed = None
         report.samples += 1
         if parsed is not None:
+            report.largest = max(report.largest, sum(1 for e in parsed.expansions if t.exps[e].user))
             for kind, found in sample_targets(grammar, parsed).items():
                 covered[kind] |= found & targets.by_kind[kind]
             if report.full_expansion_at is None and len(covered[TargetKind.EXPANSION]) == expansions_total:
@@ -462,7 +487,8 @@ def measure(grammar: Grammar, samples: Iterable[Any], *, checkpoints: Iterable[i
     if not report.curve or report.curve[-1]["samples"] != report.samples:
         report.curve.append({"samples": report.samples, **{k.value: len(v) for k, v in covered.items()}})
     report.covered = {k.value: len(v) for k, v in covered.items()}
-    t = gen_tables(grammar)
+    if report.largest:
+        report.size_lower_bound = lower_bound(grammar, max_size=report.largest)
     for kind in TargetKind:
         missing = targets.by_kind[kind] - covered[kind]
         rendered = sorted(_render_target(t, kind, m) for m in missing)

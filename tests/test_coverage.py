@@ -55,6 +55,25 @@ def test_lower_bound_of_the_example(example_grammar):
     assert lower_bound(example_grammar) == 2
 
 
+def test_lower_bound_under_a_size_limit(example_grammar):
+    from grammar_engine.gen_tables import gen_tables
+
+    total = len(coverage_targets(example_grammar).by_kind[TargetKind.EXPANSION])
+    assert lower_bound(example_grammar, max_size=1) == total  # one target per derivation
+    assert lower_bound(example_grammar, max_size=4) == max(2, -(-total // 4))
+    assert lower_bound(example_grammar, max_size=10**6) == lower_bound(example_grammar)
+    with pytest.raises(InvalidArgument):
+        lower_bound(example_grammar, max_size=0)
+    samples = list(sample(example_grammar, 30, strategy="coverage", seed=1))
+    report = measure(example_grammar, samples)
+    t = gen_tables(example_grammar)
+    assert report.largest == max(sum(1 for e in s.expansions if t.exps[e].user) for s in samples)
+    assert report.size_lower_bound == lower_bound(example_grammar, max_size=report.largest)
+    # it is a bound: no run of samples that large reaches full coverage sooner
+    assert report.full_expansion_at is not None and report.full_expansion_at >= report.size_lower_bound
+    assert report.size_lower_bound >= report.lower_bound
+
+
 def test_coverage_strategy_reaches_full_expansion_coverage(example_grammar):
     samples = list(sample(example_grammar, 30, strategy="coverage", seed=1))
     report = measure(example_grammar, samples)
