@@ -25,9 +25,15 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
                "calls": [{"name": "cluster", "arguments": {}}]}]
     (domain / "unseen.jsonl").write_text("".join(json.dumps(u) + "\n" for u in unseen) + "not json\n")
     out = tmp_path / "run"
-    code = main(["pipeline", str(domain), "--output", str(out), "--samples", "300", "--max-minutes", "0.05",
-                 "--heldout-limit", "40", "--no-progress"])
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    try:
+        code = main(["pipeline", str(domain), "--output", str(out), "--samples", "300", "--max-minutes", "0.05",
+                     "--heldout-limit", "40", "--threads", "2", "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)  # the trainer sets it for the process
     assert code == 0
+    assert json.loads((out / "model" / "training_config.json").read_text())["num_threads"] == 2
     report = (out / "report.md").read_text()
     assert "## Evaluation on the recorded set" in report and "| parser+model |" in report
     assert "![coverage against samples](coverage.png)" in report

@@ -126,6 +126,9 @@ def _add_pipeline(subparsers: Any) -> None:
     p.add_argument("--model", default=defaults.model, help="'tiny' or a model name/path for from_pretrained")
     p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
                    help=f"training time budget (default: {defaults.max_minutes:g})")
+    p.add_argument("--threads", type=int, default=defaults.threads,
+                   help=f"torch threads for training (default: {defaults.threads}; 0: torch's default); more "
+                        "than one is faster only when nothing else runs on the machine")
     p.add_argument("--heldout-limit", type=int, default=defaults.heldout_limit,
                    help="held-out synthetic instructions to evaluate on")
     p.add_argument("--workers", type=int, default=defaults.workers,
@@ -140,7 +143,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     config = PipelineConfig(domain_dir=args.domain_dir, output_dir=args.output, samples=args.samples,
                             strategy=args.strategy, seed=args.seed, model=args.model, max_minutes=args.max_minutes,
-                            heldout_limit=args.heldout_limit, workers=args.workers, progress=args.progress)
+                            heldout_limit=args.heldout_limit, workers=args.workers, progress=args.progress,
+                            threads=args.threads)
     report = run_pipeline(config)
     print(f"report: {report}")
     return 0

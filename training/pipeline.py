@@ -39,6 +39,7 @@ class PipelineConfig:
     seed: int = 0
     model: str = "tiny"
     max_minutes: float = 6.0
+    threads: int = 1  # torch threads for training; 2 is faster only on an otherwise idle 2-core machine
     coverage_points: int = 400
     heldout_limit: int = 300
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
@@ -223,7 +224,7 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
     start = _stage(4, stages, f"train the {config.model} model (up to {config.max_minutes:g} min)")
     model_dir = out / "model"
     train_config = TrainConfig(corpus_dir=str(corpus_dir), output_dir=str(model_dir), max_minutes=config.max_minutes,
-                               seed=config.seed, progress=config.progress)
+                               seed=config.seed, progress=config.progress, num_threads=config.threads)
     train_config.model.name_or_path = config.model
     result = train(train_config)
     figures["training"] = {"steps": result.steps, "stopped": result.stopped, "final_loss": result.final_loss,
