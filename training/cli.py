@@ -128,7 +128,7 @@ def _add_pipeline(subparsers: Any) -> None:
                    help=f"training time budget (default: {defaults.max_minutes:g})")
     p.add_argument("--threads", type=int, default=defaults.threads,
                    help=f"torch threads for training (default: {defaults.threads}; 0: torch's default); more "
-                        "than one is faster only when nothing else runs on the machine")
+                        "than one can only help a larger --model on an otherwise idle machine")
     p.add_argument("--heldout-limit", type=int, default=defaults.heldout_limit,
                    help="held-out synthetic instructions to evaluate on")
     p.add_argument("--workers", type=int, default=defaults.workers,

@@ -39,7 +39,7 @@ class PipelineConfig:
     seed: int = 0
     model: str = "tiny"
     max_minutes: float = 6.0
-    threads: int = 1  # torch threads for training; 2 is faster only on an otherwise idle 2-core machine
+    threads: int = 1  # torch threads for training; the tiny model gains nothing from 2, even alone
     coverage_points: int = 400
     heldout_limit: int = 300
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
