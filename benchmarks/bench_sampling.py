@@ -157,10 +157,8 @@ def parse_for_coverage(grammar: grammar_engine.Grammar, text: str) -> _Parsed | 
 def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: list[int]) -> dict[str, Any]:
     """Expansion and 2-path coverage at each mark, samples needed for full expansion coverage, and the
     lower bound for derivations no larger than the largest one drawn (user expansions)."""
-    from grammar_engine.coverage import sample_targets
-    from grammar_engine.gen_tables import gen_tables
+    from grammar_engine.coverage import sample_targets, size_of
 
-    user = [x.user for x in gen_tables(grammar).exps]
     largest = 0
     targets = coverage_targets(grammar)
     exp_t, path_t = targets.by_kind[TargetKind.EXPANSION], targets.by_kind[TargetKind.PATH2]
@@ -175,7 +173,7 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
             invalid += 1
         else:
             found = sample_targets(grammar, parsed)
-            largest = max(largest, sum(1 for e in parsed.expansions if user[e]))
+            largest = max(largest, size_of(grammar, parsed))
             exps |= found[TargetKind.EXPANSION] & exp_t
             paths |= found[TargetKind.PATH2] & path_t
             if full_at is None and len(exps) == len(exp_t):

@@ -55,7 +55,7 @@ import sys
 import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +197,7 @@ def recorded_phrasings(grammar: Grammar, recordings: Any = None) -> frozenset[st
     return frozenset(p for e, (p, _tool) in _call_phrasings(grammar).items() if counts.get(e))
 
 
-def heldout_phrasings(grammar: Grammar, fraction: float, seed: int, *, keep: Any = ()) -> list[str]:
+def heldout_phrasings(grammar: Grammar, fraction: float, seed: int, *, keep: Iterable[str] = ()) -> list[str]:
     """Call expansions (``call_pca#2``) to hold out: about ``fraction`` of them, every tool keeping one.
 
     Phrasings in ``keep`` are never held out (:func:`write_corpus` keeps those the recordings use,
@@ -207,7 +207,7 @@ def heldout_phrasings(grammar: Grammar, fraction: float, seed: int, *, keep: Any
     """
     if not 0 <= fraction < 1:
         raise InvalidArgument(f"heldout must be in [0, 1), got {fraction!r}")
-    keep = frozenset(keep)
+    kept_in_train = frozenset(keep)
     by_tool: dict[str, list[str]] = {}
     for phrasing, tool in _call_phrasings(grammar).values():
         by_tool.setdefault(tool, []).append(phrasing)
@@ -218,7 +218,7 @@ def heldout_phrasings(grammar: Grammar, fraction: float, seed: int, *, keep: Any
     for phrasing, tool in sorted(everything, key=lambda pt: _hash_int(seed, pt[0])):
         if len(chosen) >= quota:
             break
-        if kept[tool] > 1 and phrasing not in keep:
+        if kept[tool] > 1 and phrasing not in kept_in_train:
             kept[tool] -= 1
             chosen.append(phrasing)
     return sorted(chosen)
@@ -365,7 +365,7 @@ def write_corpus(
     chunk_size: int = 1000,
     shard_size: int = 100_000,
     heldout: float = 0.1,
-    heldout_keep: Any = None,
+    heldout_keep: Iterable[str] | None = None,
     tools_in_records: bool = True,
     dedup: bool = True,
     dedup_capacity: int | None = None,

@@ -61,6 +61,7 @@ __all__ = [
     "lower_bound",
     "measure",
     "sample_targets",
+    "size_of",
 ]
 
 
@@ -278,6 +279,12 @@ def sample_targets(grammar: Grammar, sample: Sample | Decomposition) -> dict[Tar
     return out
 
 
+def size_of(grammar: Grammar, sample: Sample | Decomposition) -> int:
+    """User expansions in one sample's derivation: the size that ``lower_bound(max_size=...)`` limits."""
+    t = gen_tables(grammar)
+    return sum(1 for e in sample.expansions if t.exps[e].user)
+
+
 # -- the lower bound ------------------------------------------------------------------------------------
 
 
@@ -467,7 +474,6 @@ def measure(grammar: Grammar, samples: Iterable[Any], *, checkpoints: Iterable[i
     covered: dict[TargetKind, set[Any]] = {k: set() for k in TargetKind}
     report = CoverageReport(total=targets.total(), lower_bound=lower_bound(grammar))
     expansions_total = len(targets.by_kind[TargetKind.EXPANSION])
-    t = gen_tables(grammar)
     for item in samples:
         try:
             parsed = _as_sample(grammar, item)
@@ -476,7 +482,7 @@ def measure(grammar: Grammar, samples: Iterable[Any], *, checkpoints: Iterable[i
             parsed = None
         report.samples += 1
         if parsed is not None:
-            report.largest = max(report.largest, sum(1 for e in parsed.expansions if t.exps[e].user))
+            report.largest = max(report.largest, size_of(grammar, parsed))
             for kind, found in sample_targets(grammar, parsed).items():
                 covered[kind] |= found & targets.by_kind[kind]
             if report.full_expansion_at is None and len(covered[TargetKind.EXPANSION]) == expansions_total:
@@ -489,6 +495,7 @@ def measure(grammar: Grammar, samples: Iterable[Any], *, checkpoints: Iterable[i
     report.covered = {k.value: len(v) for k, v in covered.items()}
     if report.largest:
         report.size_lower_bound = lower_bound(grammar, max_size=report.largest)
+    t = gen_tables(grammar)
     for kind in TargetKind:
         missing = targets.by_kind[kind] - covered[kind]
         rendered = sorted(_render_target(t, kind, m) for m in missing)

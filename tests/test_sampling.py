@@ -292,7 +292,6 @@ def test_sentence_case_capitalizes_first_letters_without_changing_calls():
         sample(grammar, 1, sentence_case=1.5)
 
 
-
 def test_samples_do_not_depend_on_what_else_the_process_allocates() -> None:
     """The generator's bookkeeping must not key on object ids that a freed object can hand on:
     the caller allocating between samples must not change a single instruction. (Keyed on bare
