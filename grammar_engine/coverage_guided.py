@@ -9,11 +9,24 @@ sources' ``prefer``). A repetition (``x: x item``) is taken while it still reach
 targets, at most ``max_repeat`` times in a row; past ``max_size`` expansions in one derivation,
 or once nothing it steers toward is left, the fallback strategy (``weighted`` by default) chooses.
 Coverage is committed only when a sample is accepted; a target among the new ones of three
-rejected derivations is given up.
+rejected derivations is no longer steered toward in that broad way.
+
+Broad steering gains less and less per sample: the last targets sit in corners that a large
+derivation seldom reaches, or reaches only in texts that read two ways. So once the accepted
+samples bring fewer than ``focus_below`` new expansion targets each (a moving average over about
+20 samples), the chooser *focuses*: it takes the uncovered expansion targets one at a time, in a
+fixed order, and steers each derivation by the shortest route to the one in focus (fewest
+expansion steps down the rule graph; the fallback chooses everywhere else, so the derivation stays
+small). A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
+that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Then broad steering goes on
+for the 2-paths, tool pairs and values left; once :data:`REST_PATIENCE` samples in a row cover
+none of them, every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and
+the stream can stop (``until_covered``).
 
 Registered as ``sample(..., strategy="coverage")``; options ``fallback``, ``targets`` (kinds to
-steer toward), ``max_repeat``, ``max_size``. Its samples are longer than the weighted sampler's
-while targets remain, by design.
+steer toward), ``max_repeat``, ``max_size``, ``focus_below``, ``focus_tries``,
+``until_covered``. Its samples are longer than the weighted sampler's while targets remain, by
+design.
 """
 
 from __future__ import annotations
@@ -34,18 +47,32 @@ from .sampling import Sample, SamplingStrategy, _strategy_factory, register_stra
 if TYPE_CHECKING:
     from .grammar import Grammar
 
-__all__ = ["CoverageChooser"]
+__all__ = ["FOCUS_BELOW", "FOCUS_TRIES", "REST_PATIENCE", "CoverageChooser"]
+
+#: Focus once accepted samples bring fewer new expansion targets each than this (moving average).
+FOCUS_BELOW = 1.0
+#: Derivations in focus on one target, without covering it, before it is given up.
+FOCUS_TRIES = 8
+#: Accepted samples before the moving average may start the focus phase.
+FOCUS_WARMUP = 20
+#: Rejected derivations in a row after which the fallback alone draws, until a sample is accepted.
+FOCUS_PAUSE = 16
+#: Samples without a new tool pair or value, after the focus phase, before those are given up.
+REST_PATIENCE = 100
 
 
 class CoverageChooser(Chooser):
     """Choose what covers new targets (see the module docstring); ``fallback`` chooses otherwise."""
 
     def __init__(self, grammar: Grammar, fallback: Chooser, *, max_repeat: int = 8, max_size: int = 48,
-                 kinds: Iterable[TargetKind | str] | None = None) -> None:
+                 kinds: Iterable[TargetKind | str] | None = None, focus_below: float = FOCUS_BELOW,
+                 focus_tries: int = FOCUS_TRIES) -> None:
         self.grammar = grammar
         self.fallback = fallback
         self.max_repeat = max_repeat
         self.max_size = max_size
+        self.focus_below = focus_below
+        self.focus_tries = focus_tries
         t = gen_tables(grammar)
         self.t = t
         targets = coverage_targets(grammar)
@@ -58,8 +85,20 @@ class CoverageChooser(Chooser):
         self.user_bits = user_bits = static["user_bits"]
         self.sym_reach, self.sym_preach = static["sym_reach"], static["sym_preach"]
         self.recursive, self.outward = static["recursive"], static["outward"]
+        self.parents_of = static["parents_of"]
         self.unc_exp = sum(user_bits) if TargetKind.EXPANSION in wanted else 0
         self.unc_path = (1 << len(self.path_ids)) - 1
+        self.left_exp = self.unc_exp  # uncovered, whether broad steering dropped it or not
+        self.given_up_exp = 0
+        self.phase = "broad"  # then "focus" on the expansions left, then "rest"
+        self.focus = 0  # the bit of the expansion target in focus, 0 when none
+        self._focus_queue: list[int] = []
+        self._focus_failures = 0
+        self._route: dict[int, int] = {}  # expansion -> steps from it down to the target in focus
+        self._gain = float("inf")  # moving average of new expansion targets per accepted sample
+        self._accepted = 0
+        self._rest_since = 0  # the last accepted sample, in the rest phase, that covered something new
+        self._rejected_in_row = 0
         tools = list(grammar.tools.tools)
         self.tool_index = t.tool_index
         self.tools = tools
@@ -85,6 +124,22 @@ class CoverageChooser(Chooser):
         """Whether nothing this chooser steers toward is left uncovered."""
         return not (self.unc_exp or self.unc_path or any(self.unc_pair.values()) or self.unc_values)
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether every target counts as covered or given up: the expansions after the focus phase,
+        the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them."""
+        return self.phase == "rest" and (self.done or self._accepted - self._rest_since >= REST_PATIENCE)
+
+    def given_up_expansions(self) -> frozenset[int]:
+        """The expansion targets given up so far (a sample may have covered some since, by the way)."""
+        mask = self.given_up_exp
+        return frozenset(e for e, bit in enumerate(self.user_bits) if bit & mask)
+
+    def progress(self) -> dict[str, Any]:
+        """A JSON-ready account of the chooser: its phase, the expansion targets it gave up."""
+        return {"phase": self.phase, "given_up_expansions": self.given_up_exp.bit_count(),
+                "exhausted": self.exhausted}
+
     def begin(self) -> None:
         """Start a derivation: forget what the last (unaccepted) one covered tentatively."""
         self.cur_exp = 0
@@ -92,12 +147,17 @@ class CoverageChooser(Chooser):
         self.last_tool: str | None = None
         self.chain: tuple[str, int] = ("", 0)
         self.size = 0
+        # after a run of rejections, one plain derivation (the fallback's), so that the stream goes on
+        self._plain = self._rejected_in_row >= FOCUS_PAUSE
 
     def accept(self, sample: Sample) -> None:
         """Commit what an accepted sample covers."""
         found = sample_targets(self.grammar, sample)
+        before = self.left_exp
+        rest_before = self._rest_left() if self.phase == "rest" else 0
         for e in found[TargetKind.EXPANSION]:
             self.unc_exp &= ~self.user_bits[e]
+            self.left_exp &= ~self.user_bits[e]
         for p in found[TargetKind.PATH2]:
             i = self.path_ids.get(p)
             if i is not None:
@@ -110,6 +170,13 @@ class CoverageChooser(Chooser):
         for tool, arg, edge in found[TargetKind.RANGE_EDGE]:
             spec = self.grammar.tools[tool].arguments[arg]
             self._drop_value(tool, arg, spec.minimum if edge == "min" else spec.maximum)
+        gained = (before & ~self.left_exp).bit_count()
+        self._gain = float(gained) if self._gain == float("inf") else 0.95 * self._gain + 0.05 * gained
+        self._accepted += 1
+        self._rejected_in_row = 0
+        if self.phase == "rest" and self._rest_left() != rest_before:
+            self._rest_since = self._accepted
+        self._after_derivation()
         self.begin()
 
     def reject(self) -> None:
@@ -120,14 +187,50 @@ class CoverageChooser(Chooser):
         by instructions that cannot be valid (a sign-off that normalization strips, a call whose
         preconditions the grammar cannot set up around it).
         """
-        for name in ("exp", "path"):
-            fresh = getattr(self, f"cur_{name}") & getattr(self, f"unc_{name}")
-            first, second = self._strikes.get(name, (0, 0))
-            give_up = second & fresh
-            self._strikes[name] = (first | fresh, second | (first & fresh))
-            if give_up:
-                setattr(self, f"unc_{name}", getattr(self, f"unc_{name}") & ~give_up)
+        self._rejected_in_row += 1
+        if self.phase != "focus":
+            for name in ("exp", "path"):
+                fresh = getattr(self, f"cur_{name}") & getattr(self, f"unc_{name}")
+                first, second = self._strikes.get(name, (0, 0))
+                give_up = second & fresh
+                self._strikes[name] = (first | fresh, second | (first & fresh))
+                if give_up:
+                    setattr(self, f"unc_{name}", getattr(self, f"unc_{name}") & ~give_up)
+        self._after_derivation()
         self.begin()
+
+    def _after_derivation(self) -> None:
+        """Move from one phase to the next, and to the next target in focus (see the module docstring)."""
+        if self.phase == "broad":
+            stalled = self._accepted >= FOCUS_WARMUP and self._gain < self.focus_below
+            if not (stalled or not self.unc_exp):
+                return
+            self.phase = "focus"
+            self._focus_queue = _bits(self.left_exp)[::-1]  # popped lowest first
+            self.unc_exp = 0
+        elif self.phase != "focus":
+            return
+        if self.focus and not self.left_exp & self.focus:
+            self.focus = 0  # covered
+        elif self.focus and not self._plain:
+            self._focus_failures += 1
+            if self._focus_failures >= self.focus_tries:
+                self.given_up_exp |= self.focus
+                self.focus = 0
+        while not self.focus and self._focus_queue:
+            bit = self._focus_queue.pop()
+            if self.left_exp & bit:
+                self.focus = bit
+                self._focus_failures = 0
+                self._route = _routes_to(self.t, self.parents_of, bit.bit_length() - 1)
+        if not self.focus:
+            self.phase = "rest"
+            self._rest_since = self._accepted
+
+    def _rest_left(self) -> int:
+        """How many 2-paths, tool pairs and values are left to steer toward."""
+        return (self.unc_path.bit_count() + sum(m.bit_count() for m in self.unc_pair.values())
+                + sum(len(v) for v in self.unc_values.values()))
 
     def _drop_value(self, tool: str, arg: str, value: Any) -> None:
         values = self.unc_values.get((tool, arg))
@@ -158,6 +261,10 @@ class CoverageChooser(Chooser):
         return tuple(self.unc_values.get((tool, argument), ()))
 
     def choose(self, symbol: str, candidates: Sequence[int], full: bool, parent: int, rng: random.Random) -> int:
+        if self._plain:  # after a run of rejections: the fallback alone, so that the stream goes on
+            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        if self.focus:
+            return self._choose_focused(symbol, candidates, full, parent, rng)
         unc_exp = self.unc_exp & ~self.cur_exp
         unc_path = self.unc_path & ~self.cur_path
         pair = self.unc_pair.get(self.last_tool, 0) if self.last_tool is not None else 0
@@ -201,8 +308,28 @@ class CoverageChooser(Chooser):
         self.chain = (symbol, chain_len + 1 if chain_symbol == symbol and repeats else (1 if repeats else 0))
         return choice
 
+    def _choose_focused(self, symbol: str, candidates: Sequence[int], full: bool, parent: int,
+                        rng: random.Random) -> int:
+        """The shortest route to the target in focus; the fallback's choice once it is off the route."""
+        if self.cur_exp & self.focus:
+            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        route = self._route
+        best: list[int] = []
+        best_steps = 0
+        for e in candidates:
+            steps = route.get(e)
+            if steps is None:
+                continue
+            if not best or steps < best_steps:
+                best_steps, best = steps, [e]
+            elif steps == best_steps:
+                best.append(e)
+        if not best:
+            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        return best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
+
     def choose_form(self, entries: Sequence[tuple[str, DNode, tuple[int, ...]]], parent: int, rng: random.Random) -> int:
-        unc = self.unc_exp & ~self.cur_exp
+        unc = 0 if self._plain else (self.focus or self.unc_exp) & ~self.cur_exp
         if unc:
             scores = [sum(1 for e in used if self.user_bits[e] & unc) for _text, _node, used in entries]
             top = max(scores)
@@ -210,6 +337,37 @@ class CoverageChooser(Chooser):
                 best = [k for k, s in enumerate(scores) if s == top]
                 return best[int(rng.random() * len(best))]
         return self.fallback.choose_form(entries, parent, rng)
+
+
+def _routes_to(t: Any, parents_of: dict[str, list[int]], target: int) -> dict[int, int]:
+    """For every expansion from which ``target`` can be derived: the fewest expansion steps down to it
+    (a breadth-first search up the rule graph, from the target to the start)."""
+    steps = {target: 0}
+    frontier = [target]
+    reached: set[str] = set()
+    while frontier:
+        following = []
+        for e in frontier:
+            symbol = t.exps[e].origin
+            if symbol in reached:
+                continue
+            reached.add(symbol)
+            for up in parents_of.get(symbol, ()):
+                if up not in steps:
+                    steps[up] = steps[e] + 1
+                    following.append(up)
+        frontier = following
+    return steps
+
+
+def _bits(mask: int) -> list[int]:
+    """The set bits of ``mask`` as one-bit masks, lowest first."""
+    found = []
+    while mask:
+        low = mask & -mask
+        found.append(low)
+        mask ^= low
+    return found
 
 
 _STATIC: weakref.WeakKeyDictionary[Any, dict[bool, dict[str, Any]]] = weakref.WeakKeyDictionary()
@@ -231,9 +389,15 @@ def _static_tables(grammar: Grammar, with_paths: bool) -> dict[str, Any]:
     user_bits = [(1 << e) if t.exps[e].user and e in targets.user else 0 for e in range(n)]
     _reach, sym_reach = _propagate(t, user_bits)
     _preach, sym_preach = _propagate(t, own_paths)
+    parents_of: dict[str, list[int]] = {}  # nonterminal -> the expansions with it among their children
+    for e, x in enumerate(t.exps):
+        for child, term in zip(x.children, x.is_term):
+            if not term and child in t.alts and e in t.exp_depth:
+                parents_of.setdefault(child, []).append(e)
     recursive, outward = _recursive_expansions(t)
     slot[with_paths] = {"path_ids": path_ids, "own_paths": own_paths, "user_bits": user_bits, "sym_reach": sym_reach,
-                        "sym_preach": sym_preach, "recursive": recursive, "outward": outward}
+                        "sym_preach": sym_preach, "recursive": recursive, "outward": outward,
+                        "parents_of": parents_of}
     return slot[with_paths]
 
 
@@ -298,11 +462,17 @@ def _propagate(t: Any, own: list[int]) -> tuple[list[int], dict[str, int]]:
 
 
 def _coverage_factory(grammar: Grammar, *, fallback: str = SamplingStrategy.WEIGHTED.value, targets: Any = None,
-                      max_repeat: int = 8, max_size: int = 48, **options: Any) -> Chooser:
+                      max_repeat: int = 8, max_size: int = 48, focus_below: float = FOCUS_BELOW,
+                      focus_tries: int = FOCUS_TRIES, **options: Any) -> Chooser:
     if fallback == SamplingStrategy.COVERAGE.value:
         raise InvalidArgument("the coverage strategy cannot fall back on itself; use 'weighted' or 'uniform'")
+    if isinstance(focus_below, bool) or not isinstance(focus_below, (int, float)) or focus_below < 0:
+        raise InvalidArgument(f"focus_below must be a number >= 0, got {focus_below!r}")
+    if isinstance(focus_tries, bool) or not isinstance(focus_tries, int) or focus_tries < 1:
+        raise InvalidArgument(f"focus_tries must be a whole number >= 1, got {focus_tries!r}")
     base = _strategy_factory(fallback)(grammar, **options)
-    return CoverageChooser(grammar, base, max_repeat=max_repeat, max_size=max_size, kinds=targets)
+    return CoverageChooser(grammar, base, max_repeat=max_repeat, max_size=max_size, kinds=targets,
+                           focus_below=float(focus_below), focus_tries=focus_tries)
 
 
 register_strategy(SamplingStrategy.COVERAGE, _coverage_factory)

@@ -167,6 +167,8 @@ class SamplingReport:
     generate_seconds: float = 0.0
     verify_seconds: float = 0.0
     verifier: dict[str, Any] = field(default_factory=dict)
+    #: The strategy's own account (the coverage strategy's phase and given-up targets), if it keeps one.
+    progress: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def raw_per_second(self) -> float:
@@ -184,7 +186,8 @@ class SamplingReport:
         return {"strategy": self.strategy, "seed": self.seed, "attempts": self.attempts, "samples": self.samples,
                 "rejected": dict(sorted(self.rejected.items())),
                 "raw_per_second": round(self.raw_per_second, 1),
-                "verified_per_second": round(self.verified_per_second, 1), "verifier": self.verifier}
+                "verified_per_second": round(self.verified_per_second, 1), "verifier": self.verifier,
+                **({"coverage": self.progress()} if self.progress is not None else {})}
 
 
 _OPTIONS = {
@@ -206,7 +209,7 @@ class SampleStream(Iterator[Sample]):
     def __init__(self, grammar: Grammar, n: int | None, chooser: Chooser, generator: Generator,
                  verifier: Verifier | None, rng: random.Random, report: SamplingReport, *,
                  max_attempts: int, max_chars: int, session_length: float = 1.0,
-                 sentence_case: float = 0.0) -> None:
+                 sentence_case: float = 0.0, until_covered: bool = False) -> None:
         self.grammar = grammar
         self.n = n
         self.chooser = chooser
@@ -218,6 +221,7 @@ class SampleStream(Iterator[Sample]):
         self.max_chars = max_chars
         self.session_length = session_length
         self.sentence_case = sentence_case
+        self.until_covered = until_covered
         self.initial_state = frozenset(grammar.tools.initial_state)
         self.state = self.initial_state
         self._rejected_in_row = 0
@@ -228,6 +232,8 @@ class SampleStream(Iterator[Sample]):
 
     def __next__(self) -> Sample:
         if self.n is not None and self.report.samples >= self.n:
+            raise StopIteration
+        if self.until_covered and getattr(self.chooser, "exhausted", False):
             raise StopIteration
         for _ in range(self.max_attempts):
             result = self.attempt(self._forced)
@@ -399,7 +405,9 @@ def sample(
         from the domain's initial state), ``sentence_case`` (default 0.5: the share of instructions
         whose first letter is upper-cased, as people start sentences, where that changes no call);
         the coverage strategy adds ``targets`` (kinds to steer toward), ``fallback`` (strategy once
-        they are covered), ``max_repeat`` and ``max_size`` (see :mod:`grammar_engine.coverage`).
+        they are covered), ``max_repeat``, ``max_size``, ``focus_below`` and ``focus_tries`` (see
+        :mod:`grammar_engine.coverage_guided`), and ``until_covered`` (end the stream once every
+        target is covered or given up; ``n`` is then the budget).
 
     Raises
     ------
@@ -419,9 +427,12 @@ def sample(
         raise InvalidArgument(f"n must be a whole number >= 0 or None, got {n!r}")
     factory = _strategy_factory(strategy)
     extra = ({"targets": None, "fallback": SamplingStrategy.WEIGHTED.value, "max_repeat": 8,
-              "max_size": 48}
+              "max_size": 48, "focus_below": 1.0, "focus_tries": 8, "until_covered": False}
              if str(getattr(strategy, "value", strategy)) == SamplingStrategy.COVERAGE.value else {})
     opts = _check_options(options, {**_OPTIONS, **extra})
+    until_covered = opts.pop("until_covered", False)
+    if not isinstance(until_covered, bool):
+        raise InvalidArgument(f"until_covered must be True or False, got {until_covered!r}")
     max_attempts = opts.pop("max_attempts")
     if not isinstance(max_attempts, int) or max_attempts < 1:
         raise InvalidArgument(f"max_attempts must be a whole number >= 1, got {max_attempts!r}")
@@ -452,10 +463,11 @@ def sample(
     chooser = factory(grammar, generator=generator, **opts)
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     report = SamplingReport(key, seed if rng is None else None,
-                            verifier=verifier.describe() if verifier is not None else {"kind": "off"})
+                            verifier=verifier.describe() if verifier is not None else {"kind": "off"},
+                            progress=getattr(chooser, "progress", None))
     return SampleStream(grammar, n, chooser, generator, verifier, rng or random.Random(seed), report,
                         max_attempts=max_attempts, max_chars=max_chars, session_length=float(session_length),
-                        sentence_case=float(sentence_case))
+                        sentence_case=float(sentence_case), until_covered=until_covered)
 
 
 # -- near --------------------------------------------------------------------------------------------------

@@ -118,3 +118,61 @@ def test_two_paths_look_through_helper_rules(example_grammar):
     assert ("start#0", "_steps#0") in ids
     assert any(p == "_steps#0" and c.startswith("step#") for p, c in ids)  # through ___steps_star_1
     assert not any(p.startswith("__") or c.startswith("__") for p, c in ids)
+
+
+_UNVERIFIABLE = """
+start: call_a | call_b
+call_a: "go" arg_mode
+arg_mode: "one" | "two" | "three"
+call_b: "go" "one" | "b" arg_k?
+arg_k: val_int
+val_int: DIGIT
+DIGIT: /[0-9]/
+%import common.WS
+%ignore WS
+"""
+
+
+def test_coverage_strategy_gives_up_what_cannot_be_verified_and_stops():
+    # "go one" reads as a(mode=one) and as b(): no sample through call_b#0, or through a's "one",
+    # survives verification
+    grammar = Grammar.from_text(_UNVERIFIABLE, _TOOLS)
+    stream = sample(grammar, 500, strategy="coverage", seed=2, until_covered=True, focus_tries=3)
+    samples = list(stream)
+    assert len(samples) < 500  # it stopped before the budget, every target covered or given up
+    progress = stream.report.to_dict()["coverage"]
+    assert progress["exhausted"] and progress["phase"] == "rest"
+    assert progress["given_up_expansions"] == 2
+    report = measure(grammar, samples)
+    assert report.covered["expansion"] == report.total["expansion"] - 2
+    assert sorted(line.split()[0] for line in report.uncovered["expansion"]) == ["arg_mode#0", "call_b#0"]
+    assert stream.report.rejected["ambiguous"] >= 3  # each focused try was rejected
+    again = [s.instruction for s in sample(grammar, 500, strategy="coverage", seed=2, until_covered=True,
+                                           focus_tries=3)]
+    assert again == [s.instruction for s in samples]
+
+
+def test_focus_routes_come_one_step_closer_to_their_target(example_grammar):
+    from grammar_engine.coverage_guided import _routes_to
+
+    stream = sample(example_grammar, None, strategy="coverage", seed=0, focus_below=float("inf"))
+    for _ in range(25):  # past the warm-up, the first accepted sample starts the focus phase
+        next(stream)
+    chooser = stream.chooser
+    assert chooser.phase in ("focus", "rest")
+    t = chooser.t
+    target = max(chooser.targets.user)
+    routes = _routes_to(t, chooser.parents_of, target)
+    assert routes[target] == 0
+    start_exp = t.alts[t.start][0]
+    assert start_exp in routes
+    for e, steps in routes.items():
+        if steps:
+            below = [routes[c] for sym in t.exps[e].children if sym in t.alts for c in t.alts[sym] if c in routes]
+            assert min(below) == steps - 1
+
+
+@pytest.mark.parametrize("option", [{"focus_tries": 0}, {"focus_below": -1}, {"until_covered": "yes"}])
+def test_coverage_options_are_checked(example_grammar, option):
+    with pytest.raises(InvalidArgument):
+        next(iter(sample(example_grammar, 1, strategy="coverage", **option)))
