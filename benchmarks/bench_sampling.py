@@ -154,9 +154,13 @@ def parse_for_coverage(grammar: grammar_engine.Grammar, text: str) -> _Parsed | 
     return None if found is None else _Parsed(found.expansions, found.calls)
 
 
-def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: list[int]) -> dict[str, Any]:
+def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: list[int],
+                   given_up: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Expansion and 2-path coverage at each mark, samples needed for full expansion coverage, and the
-    lower bound for derivations no larger than the largest one drawn (user expansions)."""
+    lower bound for derivations no larger than the largest one drawn (user expansions).
+
+    ``given_up``: expansion targets the sampler gave up; those still uncovered at the end are left out
+    of ``full_reachable_at`` (samples needed to cover every other expansion target)."""
     from grammar_engine.coverage import sample_targets, size_of
 
     largest = 0
@@ -167,6 +171,7 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
     curve = []
     full_at = None
     invalid = 0
+    first_seen: dict[int, int] = {}  # expansion target -> the sample that first covered it
     for k, item in enumerate(items, 1):
         parsed = parse_for_coverage(grammar, item) if isinstance(item, str) else item
         if parsed is None:
@@ -178,10 +183,16 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
             paths |= found[TargetKind.PATH2] & path_t
             if full_at is None and len(exps) == len(exp_t):
                 full_at = k
+            for e in found[TargetKind.EXPANSION] & exp_t:
+                first_seen.setdefault(e, k)
         if k in marks:
             curve.append({"samples": k, "expansion": round(len(exps) / len(exp_t), 4),
                           "path2": round(len(paths) / len(path_t), 4)})
+    unreached = (exp_t & given_up) - exps  # given up and never covered
+    reachable = exp_t - unreached
+    full_reachable_at = max(first_seen[e] for e in reachable) if reachable <= exps and reachable else None
     return {"curve": curve, "full_expansion_at": full_at, "invalid": invalid, "n": len(items),
+            "given_up": len(unreached), "full_reachable_at": full_reachable_at,
             "expansion_targets": len(exp_t), "path2_targets": len(path_t), "largest": largest,
             "size_lower_bound": lower_bound(grammar, max_size=largest) if largest else None}
 
@@ -189,7 +200,9 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
 # -- our samplers ---------------------------------------------------------------------------------------
 
 
-def ours(grammar: grammar_engine.Grammar, strategy: str, n: int, verify: str, seed: int = 1) -> tuple[list[Any], dict[str, Any]]:
+def ours(grammar: grammar_engine.Grammar, strategy: str, n: int, verify: str, seed: int = 1
+         ) -> tuple[list[Any], dict[str, Any], frozenset[int]]:
+    """Samples, the stream's report with timings, and the expansion targets the sampler gave up."""
     stream = sample(grammar, n, strategy=strategy, seed=seed, verify=verify)
     next(stream)  # warm the per-grammar caches (weights, tables) outside the timed part
     stream = sample(grammar, n, strategy=strategy, seed=seed, verify=verify)
@@ -200,7 +213,8 @@ def ours(grammar: grammar_engine.Grammar, strategy: str, n: int, verify: str, se
     report["seconds"] = round(elapsed, 3)
     report["per_second"] = round(len(items) / elapsed, 1)
     report["mean_chars"] = round(sum(len(s.instruction) for s in items) / max(len(items), 1), 1)
-    return items, report
+    given_up = getattr(stream.chooser, "given_up_expansions", frozenset)()
+    return items, report, given_up
 
 
 # -- sections -----------------------------------------------------------------------------------------------
@@ -218,12 +232,12 @@ def bench_domain(name: str, args: argparse.Namespace) -> dict[str, Any]:
                               "lower_bound": lower_bound(grammar), "speed": {}, "coverage": {}}
     print(f"\n== {name}: {result['expansions']} expansions, lower bound {result['lower_bound']}", flush=True)
     for strategy in STRATEGIES:
-        raw_items, raw = ours(grammar, strategy, args.speed_n, "off")
-        items, verified = ours(grammar, strategy, args.coverage_n, "auto")
+        _raw_items, raw, _ = ours(grammar, strategy, args.speed_n, "off")
+        items, verified, given_up = ours(grammar, strategy, args.coverage_n, "auto")
         result["speed"][f"ours-{strategy}"] = {"raw_per_second": raw["per_second"], "verified_per_second": verified["per_second"],
                                                "mean_chars": raw["mean_chars"], "rejected": verified["rejected"],
                                                "verifier": verified["verifier"]}
-        result["coverage"][f"ours-{strategy}"] = coverage_curve(grammar, items, marks)
+        result["coverage"][f"ours-{strategy}"] = coverage_curve(grammar, items, marks, given_up)
         print(f"  ours {strategy:9s} raw {raw['per_second']:8.1f}/s  verified {verified['per_second']:7.1f}/s"
               f"  chars {raw['mean_chars']:6.1f}  full@{result['coverage'][f'ours-{strategy}']['full_expansion_at']}", flush=True)
     peers: dict[str, tuple[list[str], float]] = {}
@@ -248,6 +262,8 @@ def bench_domain(name: str, args: argparse.Namespace) -> dict[str, Any]:
     result["full_coverage_vs_lower_bound"] = round(full / result["lower_bound"], 2) if full else None
     size_bound = result["coverage"]["ours-coverage"]["size_lower_bound"]
     result["full_coverage_vs_size_lower_bound"] = round(full / size_bound, 2) if full and size_bound else None
+    reachable = result["coverage"]["ours-coverage"]["full_reachable_at"]
+    result["full_reachable_vs_lower_bound"] = round(reachable / result["lower_bound"], 2) if reachable else None
     result["validity"] = validity(grammar, args.validity_n, args.recheck, args.workers)
     print(f"  validity: {result['validity']}", flush=True)
     return result
@@ -433,15 +449,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwrote {args.out / 'bench_sampling.json'}")
         return 0
     plot(results, args.out / "coverage.png")
-    print("\n| domain | sampler | raw/s | verified/s | chars | raw x fastest peer | verified x fastest peer | full exp. coverage at (LB; LB at the largest size drawn) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| domain | sampler | raw/s | verified/s | chars | raw x fastest peer | verified x fastest peer "
+          "| full exp. coverage at (LB; LB at the largest size drawn) | all but the given-up at (given up) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for name, speed in r["speed"].items():
             ratio = r["ratios"].get(name, {})
             cov = r["coverage"][name]
             print(f"| {r['domain']} | {name} | {speed['raw_per_second']} | {speed.get('verified_per_second', '-')} | {speed['mean_chars']} "
                   f"| {ratio.get('raw_vs_fastest_peer', '-')} | {ratio.get('verified_vs_fastest_peer', '-')} "
-                  f"| {cov['full_expansion_at']} ({r['lower_bound']}; {cov['size_lower_bound']} at {cov['largest']}) |")
+                  f"| {cov['full_expansion_at']} ({r['lower_bound']}; {cov['size_lower_bound']} at {cov['largest']}) "
+                  f"| {cov['full_reachable_at'] if cov['given_up'] else '-'} ({cov['given_up']}) |")
     print("\n| domain | sampler | " + " | ".join(f"exp@{m} | 2path@{m}" for m in (100, 1000, 10000)) + " |")
     print("|---|---|" + "---|---|" * 3)
     for r in results:
