@@ -99,6 +99,7 @@ class CoverageChooser(Chooser):
         self._accepted = 0
         self._rest_since = 0  # the last accepted sample, in the rest phase, that covered something new
         self._rejected_in_row = 0
+        self._exhausted = False
         tools = list(grammar.tools.tools)
         self.tool_index = t.tool_index
         self.tools = tools
@@ -127,8 +128,11 @@ class CoverageChooser(Chooser):
     @property
     def exhausted(self) -> bool:
         """Whether every target counts as covered or given up: the expansions after the focus phase,
-        the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them."""
-        return self.phase == "rest" and (self.done or self._accepted - self._rest_since >= REST_PATIENCE)
+        the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them
+        (once true, it stays true)."""
+        if not self._exhausted and self.phase == "rest":
+            self._exhausted = self.done or self._accepted - self._rest_since >= REST_PATIENCE
+        return self._exhausted
 
     def given_up_expansions(self) -> frozenset[int]:
         """The expansion targets given up so far (a sample may have covered some since, by the way)."""
@@ -174,7 +178,7 @@ class CoverageChooser(Chooser):
         self._gain = float(gained) if self._gain == float("inf") else 0.95 * self._gain + 0.05 * gained
         self._accepted += 1
         self._rejected_in_row = 0
-        if self.phase == "rest" and self._rest_left() != rest_before:
+        if self.phase == "rest" and self._rest_left() != rest_before and not self.exhausted:
             self._rest_since = self._accepted
         self._after_derivation()
         self.begin()
