@@ -17,7 +17,9 @@ samples bring fewer than ``focus_below`` new expansion targets each (a moving av
 20 samples), the chooser *focuses*: it takes the uncovered expansion targets one at a time, in a
 fixed order, and steers each derivation by the shortest route to the one in focus (fewest
 expansion steps down the rule graph; the fallback chooses everywhere else, so the derivation stays
-small). A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
+small). Where the route runs through a call whose preconditions do not hold yet, a call that
+provides what it requires is drawn instead, so that the session's next instruction can take the
+route. A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
 that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Then broad steering goes on
 for the 2-paths, tool pairs and values left; once :data:`REST_PATIENCE` samples in a row cover
 none of them, every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and
@@ -86,6 +88,11 @@ class CoverageChooser(Chooser):
         self.sym_reach, self.sym_preach = static["sym_reach"], static["sym_preach"]
         self.recursive, self.outward = static["recursive"], static["outward"]
         self.parents_of = static["parents_of"]
+        # per tool index: the facts it requires (up to the first placeholder) and provides
+        by_index = sorted(t.tool_index.items(), key=lambda item: item[1])
+        self._requires = [frozenset(alt.strip().split("{")[0] for r in grammar.tools[name].requires
+                                    for alt in r.split("|")) for name, _ in by_index]
+        self._provides = [tuple(grammar.tools[name].provides) for name, _ in by_index]
         self.unc_exp = sum(user_bits) if TargetKind.EXPANSION in wanted else 0
         self.unc_path = (1 << len(self.path_ids)) - 1
         self.left_exp = self.unc_exp  # uncovered, whether broad steering dropped it or not
@@ -328,9 +335,29 @@ class CoverageChooser(Chooser):
                 best_steps, best = steps, [e]
             elif steps == best_steps:
                 best.append(e)
+        if not best and not full:
+            # the route runs through alternatives left out here, whose tools cannot run yet: a call
+            # that provides what they require sets the session up for the next try
+            best = self._providers(symbol, candidates)
         if not best:
             return self.fallback.choose(symbol, candidates, full, parent, rng)
         return best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
+
+    def _providers(self, symbol: str, candidates: Sequence[int]) -> list[int]:
+        """Among ``candidates``, those whose calls provide a fact that the tools on the focus route,
+        left out of ``candidates``, require (compared up to the first placeholder)."""
+        t, route = self.t, self._route
+        offered = set(candidates)
+        lost = 0
+        for e in t.alts.get(symbol, ()):
+            if e in route and e not in offered:
+                lost |= t.tool_bits[e]
+        needed = {stem for i in _bits_index(lost) for stem in self._requires[i]}
+        if not needed:
+            return []
+        return [e for e in candidates
+                if any(f.startswith(stem) for i in _bits_index(t.tool_bits[e]) for f in self._provides[i]
+                       for stem in needed)]
 
     def choose_form(self, entries: Sequence[tuple[str, DNode, tuple[int, ...]]], parent: int, rng: random.Random) -> int:
         unc = 0 if self._plain else (self.focus or self.unc_exp) & ~self.cur_exp
@@ -362,6 +389,11 @@ def _routes_to(t: Any, parents_of: dict[str, list[int]], target: int) -> dict[in
                     following.append(up)
         frontier = following
     return steps
+
+
+def _bits_index(mask: int) -> list[int]:
+    """The positions of the set bits of ``mask``."""
+    return [bit.bit_length() - 1 for bit in _bits(mask)]
 
 
 def _bits(mask: int) -> list[int]:

@@ -176,3 +176,38 @@ def test_focus_routes_come_one_step_closer_to_their_target(example_grammar):
 def test_coverage_options_are_checked(example_grammar, option):
     with pytest.raises(InvalidArgument):
         next(iter(sample(example_grammar, 1, strategy="coverage", **option)))
+
+
+_SETUP = """
+start: call_prepare | call_other | call_use
+call_prepare: "prepare"
+call_other: "other"
+call_use: "use" ("it" | "that" | "this")
+%import common.WS
+%ignore WS
+"""
+
+
+def test_a_focus_route_blocked_by_preconditions_first_draws_what_they_require():
+    tools = {"domain": "setup", "tools": [
+        {"name": "prepare", "parameters": {"type": "object", "properties": {}}, "provides": ["ready"]},
+        {"name": "other", "parameters": {"type": "object", "properties": {}}, "provides": ["done"]},
+        {"name": "use", "parameters": {"type": "object", "properties": {}}, "requires": ["ready"]},
+    ]}
+    grammar = Grammar.from_text(_SETUP, tools)
+    stream = sample(grammar, 60, strategy="coverage", seed=5, focus_below=float("inf"), session_length=4)
+    chooser = stream.chooser
+    t = chooser.t
+    by_id = {t.exps[e].node_id: e for e in range(len(t.exps))}
+    from grammar_engine.coverage_guided import _routes_to
+
+    chooser._route = _routes_to(t, chooser.parents_of, by_id["call_use#0"])
+    prepare, other = by_id["start#0"], by_id["start#1"]
+    # from the initial state "use" cannot run, so start offers only prepare and other
+    assert chooser._providers("start", [prepare, other]) == [prepare]
+    assert chooser._providers("start", [other]) == []
+    # and the focus phase covers every phrasing of "use", giving up none
+    samples = list(stream)
+    report = measure(grammar, samples)
+    assert report.ratio(TargetKind.EXPANSION) == 1.0
+    assert chooser.given_up_expansions() == frozenset()
