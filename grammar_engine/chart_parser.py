@@ -86,7 +86,7 @@ class ChartParser:
             if owner.nullable[k]:
                 self.always[nt].append(k)
                 continue
-            for bit in _bit_positions(owner.first_mask[k]):
+            for bit in bit_positions(owner.first_mask[k]):
                 self.by_first[nt].setdefault(bit, []).append(k)
         self.rule_objects = rules
         # rules naming a nonterminal that has no rule never complete; a terminal Lark cannot match neither
@@ -151,7 +151,7 @@ class ChartParser:
             bits: list[int] | None = None
             if i == 0:
                 predicted.add(start)
-                bits = _bit_positions(mask_at(0))
+                bits = bit_positions(mask_at(0))
                 work.extend((k, 0, 0) for k in always[start])
                 for bit in bits:
                     work.extend((k, 0, 0) for k in by_first[start].get(bit, ()))
@@ -208,7 +208,7 @@ class ChartParser:
                 if sym not in predicted:
                     predicted.add(sym)
                     if bits is None:
-                        bits = _bit_positions(mask_at(i))
+                        bits = bit_positions(mask_at(i))
                     rules_here = always[sym]
                     firsts = by_first[sym]
                     if firsts:
@@ -385,7 +385,7 @@ class ChartParser:
         return tree
 
 
-def _bit_positions(mask: int) -> list[int]:
+def bit_positions(mask: int) -> list[int]:
     """The positions of the set bits of ``mask``, lowest first."""
     out = []
     while mask:

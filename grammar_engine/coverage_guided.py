@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from .chart_parser import bit_positions
 from .coverage import TargetKind, coverage_targets, sample_targets
 from .errors import InvalidArgument
 from .gen_tables import gen_tables
@@ -88,11 +89,7 @@ class CoverageChooser(Chooser):
         self.sym_reach, self.sym_preach = static["sym_reach"], static["sym_preach"]
         self.recursive, self.outward = static["recursive"], static["outward"]
         self.parents_of = static["parents_of"]
-        # per tool index: the facts it requires (up to the first placeholder) and provides
-        by_index = sorted(t.tool_index.items(), key=lambda item: item[1])
-        self._requires = [frozenset(alt.strip().split("{")[0] for r in grammar.tools[name].requires
-                                    for alt in r.split("|")) for name, _ in by_index]
-        self._provides = [tuple(grammar.tools[name].provides) for name, _ in by_index]
+        self._requires, self._provides = static["requires"], static["provides"]
         self.unc_exp = sum(user_bits) if TargetKind.EXPANSION in wanted else 0
         self.unc_path = (1 << len(self.path_ids)) - 1
         self.left_exp = self.unc_exp  # uncovered, whether broad steering dropped it or not
@@ -217,7 +214,7 @@ class CoverageChooser(Chooser):
             if not (stalled or not self.unc_exp):
                 return
             self.phase = "focus"
-            self._focus_queue = _bits(self.left_exp)[::-1]  # popped lowest first
+            self._focus_queue = bit_positions(self.left_exp)[::-1]  # expansion targets, popped lowest first
             self.unc_exp = 0
         elif self.phase != "focus":
             return
@@ -229,11 +226,11 @@ class CoverageChooser(Chooser):
                 self.given_up_exp |= self.focus
                 self.focus = 0
         while not self.focus and self._focus_queue:
-            bit = self._focus_queue.pop()
-            if self.left_exp & bit:
-                self.focus = bit
+            e = self._focus_queue.pop()
+            if self.left_exp & self.user_bits[e]:
+                self.focus = self.user_bits[e]
                 self._focus_failures = 0
-                self._route = _routes_to(self.t, self.parents_of, bit.bit_length() - 1)
+                self._route = _routes_to(self.t, self.parents_of, e)
         if not self.focus:
             self.phase = "rest"
             self._rest_since = self._accepted
@@ -352,11 +349,11 @@ class CoverageChooser(Chooser):
         for e in t.alts.get(symbol, ()):
             if e in route and e not in offered:
                 lost |= t.tool_bits[e]
-        needed = {stem for i in _bits_index(lost) for stem in self._requires[i]}
+        needed = {stem for i in bit_positions(lost) for stem in self._requires[i]}
         if not needed:
             return []
         return [e for e in candidates
-                if any(f.startswith(stem) for i in _bits_index(t.tool_bits[e]) for f in self._provides[i]
+                if any(f.startswith(stem) for i in bit_positions(t.tool_bits[e]) for f in self._provides[i]
                        for stem in needed)]
 
     def choose_form(self, entries: Sequence[tuple[str, DNode, tuple[int, ...]]], parent: int, rng: random.Random) -> int:
@@ -391,21 +388,6 @@ def _routes_to(t: Any, parents_of: dict[str, list[int]], target: int) -> dict[in
     return steps
 
 
-def _bits_index(mask: int) -> list[int]:
-    """The positions of the set bits of ``mask``."""
-    return [bit.bit_length() - 1 for bit in _bits(mask)]
-
-
-def _bits(mask: int) -> list[int]:
-    """The set bits of ``mask`` as one-bit masks, lowest first."""
-    found = []
-    while mask:
-        low = mask & -mask
-        found.append(low)
-        mask ^= low
-    return found
-
-
 _STATIC: weakref.WeakKeyDictionary[Any, dict[bool, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
@@ -431,9 +413,14 @@ def _static_tables(grammar: Grammar, with_paths: bool) -> dict[str, Any]:
             if not term and child in t.alts and e in t.exp_depth:
                 parents_of.setdefault(child, []).append(e)
     recursive, outward = _recursive_expansions(t)
+    # per tool index: the facts it requires (up to the first placeholder) and provides
+    by_index = sorted(t.tool_index.items(), key=lambda item: item[1])
+    requires = [frozenset(alt.strip().split("{")[0] for r in grammar.tools[name].requires for alt in r.split("|"))
+                for name, _ in by_index]
+    provides = [tuple(grammar.tools[name].provides) for name, _ in by_index]
     slot[with_paths] = {"path_ids": path_ids, "own_paths": own_paths, "user_bits": user_bits, "sym_reach": sym_reach,
                         "sym_preach": sym_preach, "recursive": recursive, "outward": outward,
-                        "parents_of": parents_of}
+                        "parents_of": parents_of, "requires": requires, "provides": provides}
     return slot[with_paths]
 
 
