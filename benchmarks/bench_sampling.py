@@ -167,10 +167,8 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
     largest = 0
     targets = coverage_targets(grammar)
     exp_t, path_t = targets.by_kind[TargetKind.EXPANSION], targets.by_kind[TargetKind.PATH2]
-    exps: set[Any] = set()
     paths: set[Any] = set()
     curve = []
-    full_at = None
     invalid = 0
     first_seen: dict[int, int] = {}  # expansion target -> the sample that first covered it
     for k, item in enumerate(items, 1):
@@ -180,19 +178,21 @@ def coverage_curve(grammar: grammar_engine.Grammar, items: list[Any], marks: lis
         else:
             found = sample_targets(grammar, parsed)
             largest = max(largest, size_of(grammar, parsed))
-            exps |= found[TargetKind.EXPANSION] & exp_t
             paths |= found[TargetKind.PATH2] & path_t
-            if full_at is None and len(exps) == len(exp_t):
-                full_at = k
             for e in found[TargetKind.EXPANSION] & exp_t:
                 first_seen.setdefault(e, k)
         if k in marks:
-            curve.append({"samples": k, "expansion": round(len(exps) / len(exp_t), 4),
+            curve.append({"samples": k, "expansion": round(len(first_seen) / len(exp_t), 4),
                           "path2": round(len(paths) / len(path_t), 4)})
-    reachable = exp_t - given_up
-    full_reachable_at = max(first_seen[e] for e in reachable) if reachable <= exps and reachable else None
+
+    def covered_at(wanted: frozenset[int]) -> int | None:
+        """The sample that completed the coverage of ``wanted`` (None: never)."""
+        return max(first_seen[e] for e in wanted) if wanted and wanted <= first_seen.keys() else None
+
+    full_at = covered_at(exp_t)
+    full_reachable_at = covered_at(exp_t - given_up)
     return {"curve": curve, "full_expansion_at": full_at, "invalid": invalid, "n": len(items),
-            "given_up": len(exp_t & given_up), "given_up_covered_later": len(exp_t & given_up & exps),
+            "given_up": len(exp_t & given_up), "given_up_covered_later": len(given_up & first_seen.keys()),
             "full_reachable_at": full_reachable_at,
             "expansion_targets": len(exp_t), "path2_targets": len(path_t), "largest": largest,
             "size_lower_bound": lower_bound(grammar, max_size=largest) if largest else None}
