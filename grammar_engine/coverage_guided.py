@@ -50,7 +50,7 @@ from .sampling import Sample, SamplingStrategy, _strategy_factory, register_stra
 if TYPE_CHECKING:
     from .grammar import Grammar
 
-__all__ = ["FOCUS_BELOW", "FOCUS_TRIES", "REST_PATIENCE", "CoverageChooser"]
+__all__ = ["FOCUS_BELOW", "FOCUS_TRIES", "MAX_REPEAT", "MAX_SIZE", "REST_PATIENCE", "CoverageChooser"]
 
 #: Focus once accepted samples bring fewer new expansion targets each than this (moving average).
 FOCUS_BELOW = 1.0
@@ -62,12 +62,16 @@ FOCUS_WARMUP = 20
 FOCUS_PAUSE = 16
 #: Samples without a new tool pair or value, after the focus phase, before those are given up.
 REST_PATIENCE = 100
+#: Times one target may be steered toward before it is given up (outside the focus phase).
+MAX_REPEAT = 8
+#: Most user expansions in one steered derivation.
+MAX_SIZE = 48
 
 
 class CoverageChooser(Chooser):
     """Choose what covers new targets (see the module docstring); ``fallback`` chooses otherwise."""
 
-    def __init__(self, grammar: Grammar, fallback: Chooser, *, max_repeat: int = 8, max_size: int = 48,
+    def __init__(self, grammar: Grammar, fallback: Chooser, *, max_repeat: int = MAX_REPEAT, max_size: int = MAX_SIZE,
                  kinds: Iterable[TargetKind | str] | None = None, focus_below: float = FOCUS_BELOW,
                  focus_tries: int = FOCUS_TRIES) -> None:
         self.grammar = grammar
@@ -485,7 +489,7 @@ def _propagate(t: Any, own: list[int]) -> tuple[list[int], dict[str, int]]:
 
 
 def _coverage_factory(grammar: Grammar, *, fallback: str = SamplingStrategy.WEIGHTED.value, targets: Any = None,
-                      max_repeat: int = 8, max_size: int = 48, focus_below: float = FOCUS_BELOW,
+                      max_repeat: int = MAX_REPEAT, max_size: int = MAX_SIZE, focus_below: float = FOCUS_BELOW,
                       focus_tries: int = FOCUS_TRIES, **options: Any) -> Chooser:
     if fallback == SamplingStrategy.COVERAGE.value:
         raise InvalidArgument("the coverage strategy cannot fall back on itself; use 'weighted' or 'uniform'")
@@ -498,4 +502,6 @@ def _coverage_factory(grammar: Grammar, *, fallback: str = SamplingStrategy.WEIG
                            focus_below=float(focus_below), focus_tries=focus_tries)
 
 
-register_strategy(SamplingStrategy.COVERAGE, _coverage_factory)
+register_strategy(SamplingStrategy.COVERAGE, _coverage_factory, options={
+    "targets": None, "fallback": SamplingStrategy.WEIGHTED.value, "max_repeat": MAX_REPEAT, "max_size": MAX_SIZE,
+    "focus_below": FOCUS_BELOW, "focus_tries": FOCUS_TRIES, "until_covered": False})

@@ -70,6 +70,7 @@ __all__ = [
     "near",
     "register_strategy",
     "sample",
+    "strategy_options",
     "verifier_for",
     "weight_overrides",
 ]
@@ -87,15 +88,32 @@ class SamplingStrategy(str, Enum):
 StrategyFactory = Callable[..., Chooser]
 """``factory(grammar, **options) -> Chooser``; options are those :func:`sample` passes on."""
 
-_STRATEGIES: dict[str, StrategyFactory] = {}
+#: The options of :func:`sample` that every strategy takes, with their defaults.
+_OPTIONS = {
+    "max_depth": None, "temperature": 1.0, "alpha": 1.0, "recordings": None, "weights": None,
+    "verify": "auto", "max_attempts": 200, "preconditions": True, "max_chars": MAX_INSTRUCTION_CHARS,
+    "sources": None, "audit_every": 32, "session_length": None, "sentence_case": None,
+}
+
+_STRATEGIES: dict[str, tuple[StrategyFactory, dict[str, Any]]] = {}
 
 
-def register_strategy(name: SamplingStrategy | str, factory: StrategyFactory) -> None:
-    """Register a strategy under ``name``; a duplicate name raises :class:`InvalidArgument`."""
+def register_strategy(name: SamplingStrategy | str, factory: StrategyFactory, *,
+                      options: dict[str, Any] | None = None) -> None:
+    """Register a strategy under ``name``; a duplicate name raises :class:`InvalidArgument`.
+
+    ``options`` are the strategy's own options of :func:`sample`, with their defaults: they are
+    accepted beside the common ones and passed on to ``factory``, except the stream options
+    (``until_covered``), which the stream itself takes.
+    """
     key = name.value if isinstance(name, SamplingStrategy) else str(name)
     if key in _STRATEGIES:
         raise InvalidArgument(f"sampling strategy {key!r} is already registered")
-    _STRATEGIES[key] = factory
+    own = dict(options or {})
+    clash = sorted(set(own) & set(_OPTIONS))
+    if clash:
+        raise InvalidArgument(f"strategy {key!r} declares options {clash} that every strategy already has")
+    _STRATEGIES[key] = (factory, own)
 
 
 @dataclass(frozen=True)
@@ -189,12 +207,6 @@ class SamplingReport:
                 "verified_per_second": round(self.verified_per_second, 1), "verifier": self.verifier,
                 **({"coverage": self.progress()} if self.progress is not None else {})}
 
-
-_OPTIONS = {
-    "max_depth": None, "temperature": 1.0, "alpha": 1.0, "recordings": None, "weights": None,
-    "verify": "auto", "max_attempts": 200, "preconditions": True, "max_chars": MAX_INSTRUCTION_CHARS,
-    "sources": None, "audit_every": 32, "session_length": None, "sentence_case": None,
-}
 
 #: Mean instructions per sampled session (the ``session_length`` option's default).
 DEFAULT_SESSION_LENGTH = 4.0
@@ -357,13 +369,23 @@ def _check_options(opts: dict[str, Any], allowed: dict[str, Any]) -> dict[str, A
     return merged
 
 
-def _strategy_factory(strategy: SamplingStrategy | str) -> StrategyFactory:
+def _registered(strategy: SamplingStrategy | str) -> tuple[StrategyFactory, dict[str, Any]]:
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     if key == SamplingStrategy.COVERAGE.value and key not in _STRATEGIES:
         from . import coverage  # noqa: F401 - imports coverage_guided, which registers the strategy
     if key not in _STRATEGIES:
-        raise InvalidArgument(f"unknown strategy {key!r}; valid strategies: {sorted(_STRATEGIES) + ['coverage']}")
+        valid = sorted(set(_STRATEGIES) | {SamplingStrategy.COVERAGE.value})
+        raise InvalidArgument(f"unknown strategy {key!r}; valid strategies: {valid}")
     return _STRATEGIES[key]
+
+
+def _strategy_factory(strategy: SamplingStrategy | str) -> StrategyFactory:
+    return _registered(strategy)[0]
+
+
+def strategy_options(strategy: SamplingStrategy | str) -> dict[str, Any]:
+    """The options a strategy declares beyond the common ones, with their defaults."""
+    return dict(_registered(strategy)[1])
 
 
 def sample(
@@ -425,11 +447,8 @@ def sample(
     """
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
         raise InvalidArgument(f"n must be a whole number >= 0 or None, got {n!r}")
-    factory = _strategy_factory(strategy)
-    extra = ({"targets": None, "fallback": SamplingStrategy.WEIGHTED.value, "max_repeat": 8,
-              "max_size": 48, "focus_below": 1.0, "focus_tries": 8, "until_covered": False}
-             if str(getattr(strategy, "value", strategy)) == SamplingStrategy.COVERAGE.value else {})
-    opts = _check_options(options, {**_OPTIONS, **extra})
+    factory, own = _registered(strategy)
+    opts = _check_options(options, {**_OPTIONS, **own})
     until_covered = opts.pop("until_covered", False)
     if not isinstance(until_covered, bool):
         raise InvalidArgument(f"until_covered must be True or False, got {until_covered!r}")

@@ -309,3 +309,26 @@ def test_samples_do_not_depend_on_what_else_the_process_allocates() -> None:
         return out
 
     assert stream(False) == stream(True)
+
+
+def test_a_registered_strategy_declares_its_own_options(example_grammar):
+    from grammar_engine.sampling import UniformChooser, register_strategy, strategy_options
+
+    seen: list[dict] = []
+
+    def factory(grammar, *, spread=3, **common):
+        seen.append({"spread": spread, "temperature": common["temperature"]})
+        return UniformChooser()
+
+    register_strategy("uniform-with-spread", factory, options={"spread": 3})
+    assert strategy_options("uniform-with-spread") == {"spread": 3}
+    assert len(list(sample(example_grammar, 2, strategy="uniform-with-spread", spread=5, seed=1))) == 2
+    list(sample(example_grammar, 1, strategy="uniform-with-spread", seed=1))
+    assert seen == [{"spread": 5, "temperature": 1.0}, {"spread": 3, "temperature": 1.0}]
+    with pytest.raises(InvalidArgument, match="valid options"):  # another strategy's option is unknown here
+        sample(example_grammar, 1, strategy="uniform", spread=5)
+    with pytest.raises(InvalidArgument, match="already registered"):
+        register_strategy("uniform-with-spread", factory)
+    with pytest.raises(InvalidArgument, match="every strategy already has"):
+        register_strategy("uniform-again", factory, options={"temperature": 2.0})
+    assert strategy_options("coverage")["until_covered"] is False
