@@ -192,8 +192,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     grammar = load(args.domain)
     manifest = write_corpus(grammar, args.output, n=args.n, strategy=args.strategy, seed=args.seed,
                             workers=args.workers, progress=not args.quiet, session_length=args.session_length,
-                            sentence_case=args.sentence_case)
-    print(json.dumps({k: manifest[k] for k in ("domain", "strategy", "seed", "counts") if k in manifest}))
+                            sentence_case=args.sentence_case, until_covered=args.until_covered)
+    print(json.dumps({k: manifest[k] for k in ("domain", "strategy", "seed", "counts", "covering_head") if k in manifest}))
     return 0
 
 
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "session established (1: every instruction starts from the initial state)")
     p.add_argument("--sentence-case", type=float, default=DEFAULT_SENTENCE_CASE, metavar="P",
                    help="share of instructions whose first letter is upper-cased where that changes no call")
+    p.add_argument("--until-covered", action="store_true",
+                   help="with --strategy coverage: stop once every target is covered or given up (-n is then a budget)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 

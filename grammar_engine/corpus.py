@@ -25,8 +25,13 @@ tools=tools)`` take as is; the shards load with ``datasets.load_dataset("json", 
 and ``ensure_ascii=False``. The same grammar, recordings, options and seed give byte-identical
 shards and manifest whatever ``workers`` is (workers only compute chunks ahead).
 
-With ``strategy="coverage"`` each chunk runs its own coverage-guided generator (a chunk must not
-depend on the chunks before it), so every chunk starts by steering toward all targets again.
+With ``strategy="coverage"``, chunk 0 is the **covering head**: one coverage-guided stream, run
+in-process and written as it comes, until every target is covered or given up (or ``n``). Its
+state is the corpus's, so the head covers what one stream covers, not what a chunk of 1,000 does.
+The chunks after it are independent coverage-guided chunks, computed by the workers, each
+steering toward all targets again (a chunk must not depend on the chunks before it). With
+``until_covered=True`` (``--until-covered``) the corpus is the head alone; the manifest's
+``covering_head`` says how it ended.
 
 **Deduplication** drops a record whose instruction was already written, exactly or after
 normalization (case folded, whitespace collapsed, no space before punctuation, no trailing
@@ -49,6 +54,7 @@ cache in the pipeline is bounded.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import sys
@@ -64,6 +70,7 @@ from .generation import gen_tables
 from .sampling import (
     DEFAULT_SENTENCE_CASE,
     DEFAULT_SESSION_LENGTH,
+    SampleStream,
     SamplingStrategy,
     _strategy_factory,
     sample,
@@ -235,16 +242,17 @@ def corpus_seed(seed: int, chunk: int) -> int:
 _STATE: dict[str, Any] = {}
 
 
-def _run_chunk(index: int) -> dict[str, Any]:
-    """Sample one chunk and serialize its records (runs in a worker, or in-process)."""
+def _stream(index: int, size: int, **extra: Any) -> SampleStream:
     st = _STATE
-    grammar = st["grammar"]
-    stream = sample(grammar, st["chunk_size"], strategy=st["strategy"], seed=corpus_seed(st["seed"], index),
-                    **st["options"])
-    records = []
-    error = None
-    heldout = st["heldout"]
-    domain_json = json.dumps(grammar.domain, ensure_ascii=False)
+    return sample(st["grammar"], size, strategy=st["strategy"], seed=corpus_seed(st["seed"], index),
+                  **st["options"], **extra)
+
+
+def _records(stream: SampleStream, errors: list[str]) -> Iterator[tuple[int, int, str, str]]:
+    """Serialize the stream's samples (``(exact digest, normalized digest, split, body)``); a
+    :class:`SamplingError` ends the records and goes to ``errors``."""
+    heldout = _STATE["heldout"]
+    domain_json = json.dumps(_STATE["grammar"].domain, ensure_ascii=False)
     try:
         for item in stream:
             split = "heldout" if heldout and any(p in heldout for p in item.phrasing) else "train"
@@ -260,19 +268,39 @@ def _run_chunk(index: int) -> dict[str, Any]:
                 f'"messages":[{{"role":"user","content":{text_json}}},'
                 f'{{"role":"assistant","content":"","tool_calls":{tool_calls}}}]'
             )
-            records.append((DigestSet.digest(item.instruction), DigestSet.digest(dedup_key(item.instruction)), split, body))
+            yield DigestSet.digest(item.instruction), DigestSet.digest(dedup_key(item.instruction)), split, body
     except SamplingError as exc:
-        error = str(exc)
+        errors.append(str(exc))
+
+
+def _summary(index: int, stream: SampleStream, errors: list[str]) -> dict[str, Any]:
     report = stream.report
-    return {"index": index, "records": records, "attempts": report.attempts, "samples": report.samples,
-            "rejected": dict(report.rejected), "error": error,
-            "generate_seconds": report.generate_seconds, "verify_seconds": report.verify_seconds}
+    return {"index": index, "attempts": report.attempts, "samples": report.samples,
+            "rejected": dict(report.rejected), "error": errors[0] if errors else None,
+            "generate_seconds": report.generate_seconds, "verify_seconds": report.verify_seconds,
+            **({"coverage": report.progress()} if report.progress is not None else {})}
 
 
-def _chunks(workers: int, start_method: str | None) -> Iterator[dict[str, Any]]:
-    """Chunk results in index order, computed by ``workers`` processes (or in-process for 1)."""
+def _run_chunk(index: int) -> dict[str, Any]:
+    """Sample one chunk and serialize its records (runs in a worker, or in-process)."""
+    stream = _stream(index, _STATE["chunk_size"])
+    errors: list[str] = []
+    records = list(_records(stream, errors))
+    return {**_summary(index, stream, errors), "records": records}
+
+
+def _covering_head(budget: int) -> dict[str, Any]:
+    """Chunk 0 of a coverage corpus: one coverage-guided stream that runs until every target is
+    covered or given up (or ``budget`` samples), written as it comes; ``summary()`` after it."""
+    stream = _stream(0, budget, until_covered=True)
+    errors: list[str] = []
+    return {"index": 0, "records": _records(stream, errors), "summary": lambda: _summary(0, stream, errors)}
+
+
+def _chunks(workers: int, start_method: str | None, first: int = 0) -> Iterator[dict[str, Any]]:
+    """Chunk results in index order from ``first``, computed by ``workers`` processes (or in-process for 1)."""
     if workers <= 1:
-        index = 0
+        index = first
         while True:
             yield _run_chunk(index)
             index += 1
@@ -281,7 +309,7 @@ def _chunks(workers: int, start_method: str | None) -> Iterator[dict[str, Any]]:
         raise InvalidArgument("workers > 1 needs the 'fork' start method (Linux, macOS with fork)")
     with context.Pool(workers) as pool:
         pending: deque[Any] = deque()
-        index = 0
+        index = first
         while True:
             while len(pending) < 2 * workers:
                 pending.append(pool.apply_async(_run_chunk, (index,)))
@@ -371,6 +399,7 @@ def write_corpus(
     dedup_capacity: int | None = None,
     max_idle_chunks: int = 20,
     start_method: str | None = None,
+    until_covered: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Write a verified, deduplicated, split corpus of ``n`` instructions to ``out_dir``.
@@ -415,6 +444,9 @@ def write_corpus(
         Stop after this many consecutive chunks add no new record.
     start_method
         Multiprocessing start method (default ``fork``).
+    until_covered
+        Coverage strategy only: write the covering head alone, ending once every target is
+        covered or given up (``n`` is then a budget; ``coverage`` in the manifest says how it ended).
     **options
         Passed to :func:`~grammar_engine.sampling.sample` (``verify``, ``temperature``, ...).
 
@@ -434,6 +466,11 @@ def write_corpus(
         raise InvalidArgument(f"shard_size must be a whole number >= 1, got {shard_size!r}")
     key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     _strategy_factory(key)  # unknown strategy: fail before any work
+    covering = key == SamplingStrategy.COVERAGE.value
+    if not isinstance(until_covered, bool):
+        raise InvalidArgument(f"until_covered must be True or False, got {until_covered!r}")
+    if until_covered and not covering:
+        raise InvalidArgument(f"until_covered (--until-covered) needs the coverage strategy (--strategy coverage), not {key!r}")
     options.setdefault("session_length", DEFAULT_SESSION_LENGTH)  # recorded in the manifest
     options.setdefault("sentence_case", DEFAULT_SENTENCE_CASE)
     out = Path(out_dir)
@@ -466,18 +503,14 @@ def write_corpus(
     generate = verify_s = 0.0
     idle = 0
     exhausted = False
+    head: dict[str, Any] | None = None
     prefix = json.dumps(f"{grammar.domain}-{seed}-", ensure_ascii=False)[:-1]
     try:
         if n:
-            for chunk in _chunks(workers, start_method):
-                counts["chunks"] += 1
-                counts["attempts"] += chunk["attempts"]
-                counts["generated"] += chunk["samples"]
-                rejected.update(chunk["rejected"])
-                generate += chunk["generate_seconds"]
-                verify_s += chunk["verify_seconds"]
-                if chunk["error"] and not chunk["records"]:
-                    raise SamplingError(f"chunk {chunk['index']} produced nothing: {chunk['error']}")
+            chunks: Iterator[dict[str, Any]] = (
+                itertools.chain([_covering_head(n)], () if until_covered else _chunks(workers, start_method, 1))
+                if covering else _chunks(workers, start_method))
+            for chunk in chunks:
                 added = 0
                 for exact_digest, norm_digest, split, body in chunk["records"]:
                     if dedup:
@@ -494,10 +527,23 @@ def write_corpus(
                     counts["written"] += 1
                     counts[split] += 1
                     added += 1
+                    if bar is not None and "summary" in chunk:  # a streamed chunk shows each record
+                        bar.update(1)
                     if counts["written"] >= n:
                         break
-                if bar is not None:
+                stats = chunk["summary"]() if "summary" in chunk else chunk
+                if bar is not None and "summary" not in chunk:
                     bar.update(added)
+                counts["chunks"] += 1
+                counts["attempts"] += stats["attempts"]
+                counts["generated"] += stats["samples"]
+                rejected.update(stats["rejected"])
+                generate += stats["generate_seconds"]
+                verify_s += stats["verify_seconds"]
+                if "coverage" in stats and stats["index"] == 0 and covering:
+                    head = {**stats["coverage"], "samples": stats["samples"]}
+                if stats["error"] and not stats["samples"]:
+                    raise SamplingError(f"chunk {stats['index']} produced nothing: {stats['error']}")
                 if counts["written"] >= n:
                     break
                 idle = 0 if added else idle + 1
@@ -532,6 +578,7 @@ def write_corpus(
             "capacity": exact.mask + 1, "saturated": exact.saturated or normal.saturated,
         },
         "exhausted": exhausted,
+        **({"covering_head": head} if head is not None else {}),
         "verifier": verifier.describe() if verifier is not None else {"kind": "off"},
         "shards": shard_list,
         "tools": tools,

@@ -96,3 +96,14 @@ def test_missing_input_file_is_a_clear_error(tmp_path: Path, capsys) -> None:
     code = main(["parse", EXAMPLE, "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
     assert code == 2
     assert "nope.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_sample_until_covered_stops_by_itself(tmp_path: Path, capsys) -> None:
+    args = ["sample", EXAMPLE, "-n", "5000", "--strategy", "coverage", "--until-covered", "--quiet"]
+    assert main([*args, "--output", str(tmp_path / "c")]) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert printed["covering_head"]["exhausted"]
+    assert 0 < printed["counts"]["written"] <= printed["covering_head"]["samples"] < 5000
+    code = main(["sample", EXAMPLE, "-n", "10", "--until-covered", "--quiet", "--output", str(tmp_path / "w")])
+    assert code == 2
+    assert "needs the coverage strategy" in capsys.readouterr().err

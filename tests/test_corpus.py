@@ -132,6 +132,28 @@ def test_loads_with_datasets(corpus_dir):
     assert ds[0]["messages"][1]["tool_calls"][0]["type"] == "function"
 
 
+def test_a_coverage_corpus_starts_with_one_covering_stream(example_grammar, tmp_path):
+    kwargs = dict(n=900, strategy="coverage", seed=3, chunk_size=200)
+    covered = write_corpus(example_grammar, tmp_path / "covered", until_covered=True, **kwargs)
+    head = covered["covering_head"]
+    assert head["exhausted"] and head["samples"] < 900  # it stopped on its own, before the budget
+    assert covered["counts"]["chunks"] == 1
+    assert covered["counts"]["written"] == head["samples"] - covered["dedup"]["exact"] - covered["dedup"]["normalized"]
+    texts = [r["instruction"] for r in read_corpus(tmp_path / "covered")]
+    report = example_grammar.coverage(texts)
+    assert report.total["expansion"] - report.covered["expansion"] <= head["given_up_expansions"]
+
+    # without until_covered the head comes first and independent chunks fill up to n
+    full = write_corpus(example_grammar, tmp_path / "w1", **kwargs)
+    assert full["counts"]["written"] == 900 and full["counts"]["chunks"] > 1
+    assert full["covering_head"] == head
+    for split in ("train", "heldout"):  # the head's records come first in each split
+        head_texts = [r["instruction"] for r in read_corpus(tmp_path / "covered", split=split)]
+        assert [r["instruction"] for r in read_corpus(tmp_path / "w1", split=split)][:len(head_texts)] == head_texts
+    write_corpus(example_grammar, tmp_path / "w2", workers=2, **kwargs)
+    assert _digests(tmp_path / "w1") == _digests(tmp_path / "w2")
+
+
 def test_bad_arguments(example_grammar, tmp_path):
     with pytest.raises(InvalidArgument):
         write_corpus(example_grammar, tmp_path, n=-1)
@@ -139,3 +161,5 @@ def test_bad_arguments(example_grammar, tmp_path):
         write_corpus(example_grammar, tmp_path, n=5, workers=0)
     with pytest.raises(InvalidArgument, match="unknown strategy"):
         write_corpus(example_grammar, tmp_path, n=5, strategy="random")
+    with pytest.raises(InvalidArgument, match="needs the coverage strategy"):
+        write_corpus(example_grammar, tmp_path, n=5, strategy="weighted", until_covered=True)
