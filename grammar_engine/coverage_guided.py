@@ -20,10 +20,13 @@ expansion steps down the rule graph; the fallback chooses everywhere else, so th
 small). Where the route runs through a call whose preconditions do not hold yet, a call that
 provides what it requires is drawn instead, so that the session's next instruction can take the
 route. A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
-that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Then broad steering goes on
-for the 2-paths, tool pairs and values left; once :data:`REST_PATIENCE` samples in a row cover
-none of them, every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and
-the stream can stop (``until_covered``).
+that do not cover it (:meth:`CoverageChooser.given_up_expansions`). The 2-paths left come next,
+one at a time the same way: the shortest route to the parent expansion, then below it the
+shortest route to the child through helper expansions (:meth:`CoverageChooser.given_up_paths`);
+a 2-path whose parent or child was given up uncovered is skipped. Then broad steering goes on
+for the tool pairs and values left; once :data:`REST_PATIENCE` samples in a row cover none of
+them, every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and the
+stream can stop (``until_covered``).
 
 Registered as ``sample(..., strategy="coverage")``; options ``fallback``, ``targets`` (kinds to
 steer toward), ``max_repeat``, ``max_size``, ``focus_below``, ``focus_tries``,
@@ -97,12 +100,19 @@ class CoverageChooser(Chooser):
         self.unc_exp = sum(user_bits) if TargetKind.EXPANSION in wanted else 0
         self.unc_path = (1 << len(self.path_ids)) - 1
         self.left_exp = self.unc_exp  # uncovered, whether broad steering dropped it or not
+        self.left_path = self.unc_path
         self.given_up_exp = 0
+        self.given_up_path = 0
         self.phase = "broad"  # then "focus" on the expansions left, then "rest"
         self.focus = 0  # the bit of the expansion target in focus, 0 when none
+        self.focus_path = 0  # the bit of the 2-path in focus, 0 when none
         self._focus_queue: list[int] = []
+        self._path_queue: list[int] | None = None  # 2-path targets, queued once the expansions are done
         self._focus_failures = 0
         self._route: dict[int, int] = {}  # expansion -> steps from it down to the target in focus
+        self._route_below: dict[int, int] = {}  # for a 2-path: steps from below its parent down to its child
+        self._path_target = (-1, -1)
+        self._paths: dict[int, tuple[int, int]] = {}  # 2-path bit position -> (parent, child)
         self._gain = float("inf")  # moving average of new expansion targets per accepted sample
         self._accepted = 0
         self._rest_since = 0  # the last accepted sample, in the rest phase, that covered something new
@@ -135,8 +145,8 @@ class CoverageChooser(Chooser):
 
     @property
     def exhausted(self) -> bool:
-        """Whether every target counts as covered or given up: the expansions after the focus phase,
-        the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them
+        """Whether every target counts as covered or given up: the expansions and 2-paths after the
+        focus phase, the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them
         (once true, it stays true)."""
         if not self._exhausted and self.phase == "rest":
             self._exhausted = self.done or self._accepted - self._rest_since >= REST_PATIENCE
@@ -147,10 +157,15 @@ class CoverageChooser(Chooser):
         mask = self.given_up_exp
         return frozenset(e for e, bit in enumerate(self.user_bits) if bit & mask)
 
+    def given_up_paths(self) -> frozenset[tuple[int, int]]:
+        """The 2-path targets (parent, child expansion) given up in focus so far."""
+        mask = self.given_up_path
+        return frozenset(p for p, i in self.path_ids.items() if (mask >> i) & 1)
+
     def progress(self) -> dict[str, Any]:
-        """A JSON-ready account of the chooser: its phase, the expansion targets it gave up."""
+        """A JSON-ready account of the chooser: its phase, the expansion and 2-path targets it gave up."""
         return {"phase": self.phase, "given_up_expansions": self.given_up_exp.bit_count(),
-                "exhausted": self.exhausted}
+                "given_up_paths": self.given_up_path.bit_count(), "exhausted": self.exhausted}
 
     def begin(self) -> None:
         """Start a derivation: forget what the last (unaccepted) one covered tentatively."""
@@ -174,6 +189,7 @@ class CoverageChooser(Chooser):
             i = self.path_ids.get(p)
             if i is not None:
                 self.unc_path &= ~(1 << i)
+                self.left_path &= ~(1 << i)
         for a, b in found[TargetKind.TOOL_PAIR]:
             if a in self.unc_pair and b in self.tool_index:
                 self.unc_pair[a] &= ~(1 << self.tool_index[b])
@@ -224,23 +240,43 @@ class CoverageChooser(Chooser):
             return
         if self.focus and not self.left_exp & self.focus:
             self.focus = 0  # covered
-        elif self.focus and not self._plain:
+        elif self.focus_path and not self.left_path & self.focus_path:
+            self.focus_path = 0
+        elif (self.focus or self.focus_path) and not self._plain:
             self._focus_failures += 1
             if self._focus_failures >= self.focus_tries:
                 self.given_up_exp |= self.focus
-                self.focus = 0
-        while not self.focus and self._focus_queue:
+                self.given_up_path |= self.focus_path
+                self.focus = self.focus_path = 0
+        while not self.focus and not self.focus_path and self._focus_queue:
             e = self._focus_queue.pop()
             if self.left_exp & self.user_bits[e]:
                 self.focus = self.user_bits[e]
                 self._focus_failures = 0
                 self._route = _routes_to(self.t, self.parents_of, e)
-        if not self.focus:
+        if not self.focus and self._path_queue is None:
+            # then the 2-paths left, whose parent and child are not given up and uncovered
+            out = self.given_up_exp & self.left_exp
+            self._path_queue = [i for (p, c), i in sorted(self.path_ids.items(), key=lambda item: -item[1])
+                                if (self.left_path >> i) & 1 and not (self.user_bits[p] | self.user_bits[c]) & out]
+            if self._path_queue:
+                self._paths = {i: p for p, i in self.path_ids.items()}
+            self.unc_path = 0  # no broad steering toward 2-paths any more: they are in focus or given up
+        while not self.focus and not self.focus_path and self._path_queue:
+            i = self._path_queue.pop()
+            if (self.left_path >> i) & 1:
+                p, c = self._paths[i]
+                self.focus_path = 1 << i
+                self._focus_failures = 0
+                self._path_target = (p, c)
+                self._route = _routes_to(self.t, self.parents_of, p)
+                self._route_below = _routes_to(self.t, self.parents_of, c)
+        if not self.focus and not self.focus_path:
             self.phase = "rest"
             self._rest_since = self._accepted
 
     def _rest_left(self) -> int:
-        """How many 2-paths, tool pairs and values are left to steer toward."""
+        """How many 2-paths (none after their focus), tool pairs and values are left to steer toward."""
         return (self.unc_path.bit_count() + sum(m.bit_count() for m in self.unc_pair.values())
                 + sum(len(v) for v in self.unc_values.values()))
 
@@ -276,6 +312,23 @@ class CoverageChooser(Chooser):
         if self._plain:  # after a run of rejections: the fallback alone, so that the stream goes on
             return self.fallback.choose(symbol, candidates, full, parent, rng)
         if self.focus:
+            if self.cur_exp & self.focus:
+                return self.fallback.choose(symbol, candidates, full, parent, rng)
+            return self._choose_focused(symbol, candidates, full, parent, rng)
+        if self.focus_path:
+            p, c = self._path_target
+            if self.cur_path & self.focus_path:
+                return self.fallback.choose(symbol, candidates, full, parent, rng)
+            if parent == p:  # below the parent: to the child, through expansions that are not user ones
+                if c in candidates:
+                    return c
+                below = self._route_below
+                steps = [below[e] for e in candidates if e in below and not self.t.exps[e].user]
+                if not steps:
+                    return self.fallback.choose(symbol, candidates, full, parent, rng)
+                fewest = min(steps)
+                best = [e for e in candidates if below.get(e) == fewest and not self.t.exps[e].user]
+                return best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
             return self._choose_focused(symbol, candidates, full, parent, rng)
         unc_exp = self.unc_exp & ~self.cur_exp
         unc_path = self.unc_path & ~self.cur_path
@@ -322,9 +375,8 @@ class CoverageChooser(Chooser):
 
     def _choose_focused(self, symbol: str, candidates: Sequence[int], full: bool, parent: int,
                         rng: random.Random) -> int:
-        """The shortest route to the target in focus; the fallback's choice once it is off the route."""
-        if self.cur_exp & self.focus:
-            return self.fallback.choose(symbol, candidates, full, parent, rng)
+        """The shortest route to the expansion in focus (or the parent of the 2-path in focus); the
+        fallback's choice once it is off the route."""
         route = self._route
         best: list[int] = []
         best_steps = 0

@@ -172,6 +172,31 @@ def test_focus_routes_come_one_step_closer_to_their_target(example_grammar):
             assert min(below) == steps - 1
 
 
+def test_focus_takes_the_two_paths_left_one_at_a_time(example_grammar):
+    from grammar_engine.coverage import TargetKind, sample_targets
+
+    stream = sample(example_grammar, 3000, strategy="coverage", seed=0, focus_below=float("inf"), until_covered=True)
+    chooser = stream.chooser
+    focused, covered_in_focus = set(), set()
+    samples = []
+    for _ in range(3000):
+        target = chooser._path_target if chooser.focus_path else None
+        s = next(stream, None)
+        if s is None:
+            break
+        samples.append(s)
+        if target is not None:
+            focused.add(target)
+            if target in sample_targets(example_grammar, s)[TargetKind.PATH2]:
+                covered_in_focus.add(target)
+    given_up = chooser.given_up_paths()
+    assert len(focused) >= 5 and chooser.exhausted
+    assert covered_in_focus == focused - given_up  # each 2-path in focus was covered while in focus, or given up
+    report = measure(example_grammar, samples)
+    assert report.total["path2"] - report.covered["path2"] <= len(given_up)
+    assert stream.report.to_dict()["coverage"]["given_up_paths"] == len(given_up)
+
+
 @pytest.mark.parametrize("option", [{"focus_tries": 0}, {"focus_below": -1}, {"until_covered": "yes"}])
 def test_coverage_options_are_checked(example_grammar, option):
     with pytest.raises(InvalidArgument):
