@@ -114,8 +114,10 @@ class CoverageChooser(Chooser):
         self._path_target = (-1, -1)
         self._paths: dict[int, tuple[int, int]] = {}  # 2-path bit position -> (parent, child)
         self._gain = float("inf")  # moving average of new expansion targets per accepted sample
+        self._path_gain = float("inf")  # the same for 2-paths, from the end of the expansions' focus
         self._accepted = 0
         self._rest_since = 0  # the last accepted sample, in the rest phase, that covered something new
+        self._rest_entered = 0  # the accepted samples when the rest phase began
         self._rejected_in_row = 0
         self._exhausted = False
         tools = list(grammar.tools.tools)
@@ -148,7 +150,7 @@ class CoverageChooser(Chooser):
         """Whether every target counts as covered or given up: the expansions and 2-paths after the
         focus phase, the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them
         (once true, it stays true)."""
-        if not self._exhausted and self.phase == "rest":
+        if not self._exhausted and self.phase == "rest" and (self._path_queue is not None or not self.path_ids):
             self._exhausted = self.done or self._accepted - self._rest_since >= REST_PATIENCE
         return self._exhausted
 
@@ -180,7 +182,7 @@ class CoverageChooser(Chooser):
     def accept(self, sample: Sample) -> None:
         """Commit what an accepted sample covers."""
         found = sample_targets(self.grammar, sample)
-        before = self.left_exp
+        before, paths_before = self.left_exp, self.left_path
         rest_before = self._rest_left() if self.phase == "rest" else 0
         for e in found[TargetKind.EXPANSION]:
             self.unc_exp &= ~self.user_bits[e]
@@ -200,6 +202,9 @@ class CoverageChooser(Chooser):
             self._drop_value(tool, arg, spec.minimum if edge == "min" else spec.maximum)
         gained = (before & ~self.left_exp).bit_count()
         self._gain = float(gained) if self._gain == float("inf") else 0.95 * self._gain + 0.05 * gained
+        if self.phase == "rest":
+            gained = (paths_before & ~self.left_path).bit_count()
+            self._path_gain = float(gained) if self._path_gain == float("inf") else 0.95 * self._path_gain + 0.05 * gained
         self._accepted += 1
         self._rejected_in_row = 0
         if self.phase == "rest" and self._rest_left() != rest_before and not self.exhausted:
@@ -236,6 +241,19 @@ class CoverageChooser(Chooser):
             self.phase = "focus"
             self._focus_queue = bit_positions(self.left_exp)[::-1]  # expansion targets, popped lowest first
             self.unc_exp = 0
+        elif self.phase == "rest":
+            # broad steering for the 2-paths until it stalls too; then they are taken one at a time
+            if self._path_queue is not None or not self.path_ids:
+                return
+            if self._accepted - self._rest_entered < FOCUS_WARMUP or not self._path_gain < self.focus_below:
+                if self.left_path:
+                    return
+            self.phase = "focus"
+            out = self.given_up_exp & self.left_exp  # skip the 2-paths whose parent or child was given up
+            self._path_queue = [i for (p, c), i in sorted(self.path_ids.items(), key=lambda item: -item[1])
+                                if (self.left_path >> i) & 1 and not (self.user_bits[p] | self.user_bits[c]) & out]
+            self._paths = {i: p for p, i in self.path_ids.items()}
+            self.unc_path = 0  # no broad steering toward 2-paths any more: they are in focus or given up
         elif self.phase != "focus":
             return
         if self.focus and not self.left_exp & self.focus:
@@ -254,14 +272,6 @@ class CoverageChooser(Chooser):
                 self.focus = self.user_bits[e]
                 self._focus_failures = 0
                 self._route = _routes_to(self.t, self.parents_of, e)
-        if not self.focus and self._path_queue is None:
-            # then the 2-paths left, whose parent and child are not given up and uncovered
-            out = self.given_up_exp & self.left_exp
-            self._path_queue = [i for (p, c), i in sorted(self.path_ids.items(), key=lambda item: -item[1])
-                                if (self.left_path >> i) & 1 and not (self.user_bits[p] | self.user_bits[c]) & out]
-            if self._path_queue:
-                self._paths = {i: p for p, i in self.path_ids.items()}
-            self.unc_path = 0  # no broad steering toward 2-paths any more: they are in focus or given up
         while not self.focus and not self.focus_path and self._path_queue:
             i = self._path_queue.pop()
             if (self.left_path >> i) & 1:
@@ -273,7 +283,7 @@ class CoverageChooser(Chooser):
                 self._route_below = _routes_to(self.t, self.parents_of, c)
         if not self.focus and not self.focus_path:
             self.phase = "rest"
-            self._rest_since = self._accepted
+            self._rest_since = self._rest_entered = self._accepted
 
     def _rest_left(self) -> int:
         """How many 2-paths (none after their focus), tool pairs and values are left to steer toward."""
@@ -324,10 +334,13 @@ class CoverageChooser(Chooser):
                     return c
                 below = self._route_below
                 steps = [below[e] for e in candidates if e in below and not self.t.exps[e].user]
-                if not steps:
+                if steps:
+                    fewest = min(steps)
+                    best = [e for e in candidates if below.get(e) == fewest and not self.t.exps[e].user]
+                else:  # the child's tool cannot run yet: set the session up for the next try
+                    best = [] if full else self._providers(symbol, candidates, below)
+                if not best:
                     return self.fallback.choose(symbol, candidates, full, parent, rng)
-                fewest = min(steps)
-                best = [e for e in candidates if below.get(e) == fewest and not self.t.exps[e].user]
                 return best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
             return self._choose_focused(symbol, candidates, full, parent, rng)
         unc_exp = self.unc_exp & ~self.cur_exp
@@ -391,15 +404,15 @@ class CoverageChooser(Chooser):
         if not best and not full:
             # the route runs through alternatives left out here, whose tools cannot run yet: a call
             # that provides what they require sets the session up for the next try
-            best = self._providers(symbol, candidates)
+            best = self._providers(symbol, candidates, route)
         if not best:
             return self.fallback.choose(symbol, candidates, full, parent, rng)
         return best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
 
-    def _providers(self, symbol: str, candidates: Sequence[int]) -> list[int]:
-        """Among ``candidates``, those whose calls provide a fact that the tools on the focus route,
-        left out of ``candidates``, require (compared up to the first placeholder)."""
-        t, route = self.t, self._route
+    def _providers(self, symbol: str, candidates: Sequence[int], route: dict[int, int]) -> list[int]:
+        """Among ``candidates``, those whose calls provide a fact that the tools on ``route``, left
+        out of ``candidates``, require (compared up to the first placeholder)."""
+        t = self.t
         offered = set(candidates)
         lost = 0
         for e in t.alts.get(symbol, ()):

@@ -175,7 +175,8 @@ def test_focus_routes_come_one_step_closer_to_their_target(example_grammar):
 def test_focus_takes_the_two_paths_left_one_at_a_time(example_grammar):
     from grammar_engine.coverage import TargetKind, sample_targets
 
-    stream = sample(example_grammar, 3000, strategy="coverage", seed=0, focus_below=float("inf"), until_covered=True)
+    stream = sample(example_grammar, 3000, strategy="coverage", seed=0, focus_below=float("inf"), until_covered=True,
+                    targets=["path2"], max_size=4)  # small steered derivations leave 2-paths for the focus
     chooser = stream.chooser
     focused, covered_in_focus = set(), set()
     samples = []
