@@ -227,11 +227,11 @@ def test_a_focus_route_blocked_by_preconditions_first_draws_what_they_require():
     by_id = {t.exps[e].node_id: e for e in range(len(t.exps))}
     from grammar_engine.coverage_guided import _routes_to
 
-    chooser._route = _routes_to(t, chooser.parents_of, by_id["call_use#0"])
+    route = _routes_to(t, chooser.parents_of, by_id["call_use#0"])
     prepare, other = by_id["start#0"], by_id["start#1"]
     # from the initial state "use" cannot run, so start offers only prepare and other
-    assert chooser._providers("start", [prepare, other]) == [prepare]
-    assert chooser._providers("start", [other]) == []
+    assert chooser._providers("start", [prepare, other], route) == [prepare]
+    assert chooser._providers("start", [other], route) == []
     # and the focus phase covers every phrasing of "use", giving up none
     samples = list(stream)
     report = measure(grammar, samples)
