@@ -21,8 +21,8 @@ small). Where the route runs through a call whose preconditions do not hold yet,
 provides what it requires is drawn instead, so that the session's next instruction can take the
 route. A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
 that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Broad steering then goes on
-for the 2-paths, tool pairs and values, until it too brings fewer than ``focus_below`` new 2-paths
-per sample; the 2-paths left are then taken one at a time the same way: the shortest route to
+for the 2-paths, tool pairs and values, until it brings fewer new 2-paths per sample than a
+focused derivation would (:data:`PATH_FOCUS_SHARE` of ``focus_below``); the 2-paths left are then taken one at a time the same way: the shortest route to
 the parent expansion, then below it the shortest route to the child through helper expansions
 (:meth:`CoverageChooser.given_up_paths`); a 2-path whose parent or child was given up uncovered
 is skipped. Once :data:`REST_PATIENCE` samples in a row after that cover no tool pair or value,
@@ -60,6 +60,10 @@ __all__ = ["FOCUS_BELOW", "FOCUS_TRIES", "MAX_REPEAT", "MAX_SIZE", "REST_PATIENC
 FOCUS_BELOW = 1.0
 #: Derivations in focus on one target, without covering it, before it is given up.
 FOCUS_TRIES = 8
+#: The 2-paths go into focus once broad steering brings fewer than ``focus_below`` times this many
+#: new ones per sample: a focused derivation covers one at best, and about half a 2-path per sample
+#: on average (failed tries included), so broad steering is worth keeping while it does better.
+PATH_FOCUS_SHARE = 0.5
 #: Accepted samples before the moving average may start the focus phase.
 FOCUS_WARMUP = 20
 #: Rejected derivations in a row after which the fallback alone draws, until a sample is accepted.
@@ -246,7 +250,8 @@ class CoverageChooser(Chooser):
             # broad steering for the 2-paths until it stalls too; then they are taken one at a time
             if self._path_queue is not None or not self.path_ids:
                 return
-            if self._accepted - self._rest_entered < FOCUS_WARMUP or not self._path_gain < self.focus_below:
+            if self._accepted - self._rest_entered < FOCUS_WARMUP \
+                    or not self._path_gain < self.focus_below * PATH_FOCUS_SHARE:
                 if self.left_path:
                     return
             self.phase = "focus"
