@@ -541,7 +541,7 @@ def write_corpus(
                 generate += stats["generate_seconds"]
                 verify_s += stats["verify_seconds"]
                 if "coverage" in stats and stats["index"] == 0 and covering:
-                    head = {**stats["coverage"], "samples": stats["samples"]}
+                    head = {**stats["coverage"], "samples": stats["samples"], "until_covered": until_covered}
                 if stats["error"] and not stats["samples"]:
                     raise SamplingError(f"chunk {stats['index']} produced nothing: {stats['error']}")
                 if counts["written"] >= n:

@@ -146,7 +146,7 @@ def test_a_coverage_corpus_starts_with_one_covering_stream(example_grammar, tmp_
     # without until_covered the head comes first and independent chunks fill up to n
     full = write_corpus(example_grammar, tmp_path / "w1", **kwargs)
     assert full["counts"]["written"] == 900 and full["counts"]["chunks"] > 1
-    assert full["covering_head"] == head
+    assert full["covering_head"] == {**head, "until_covered": False} and head["until_covered"]
     for split in ("train", "heldout"):  # the head's records come first in each split
         head_texts = [r["instruction"] for r in read_corpus(tmp_path / "covered", split=split)]
         assert [r["instruction"] for r in read_corpus(tmp_path / "w1", split=split)][:len(head_texts)] == head_texts
