@@ -446,7 +446,7 @@ def write_corpus(
         Multiprocessing start method (default ``fork``).
     until_covered
         Coverage strategy only: write the covering head alone, ending once every target is
-        covered or given up (``n`` is then a budget; ``coverage`` in the manifest says how it ended).
+        covered or given up (``n`` is then a budget; ``covering_head`` in the manifest says how it ended).
     **options
         Passed to :func:`~grammar_engine.sampling.sample` (``verify``, ``temperature``, ...).
 
