@@ -250,10 +250,10 @@ class CoverageChooser(Chooser):
             # broad steering for the 2-paths until it stalls too; then they are taken one at a time
             if self._path_queue is not None or not self.path_ids:
                 return
-            if self._accepted - self._rest_entered < FOCUS_WARMUP \
-                    or not self._path_gain < self.focus_below * PATH_FOCUS_SHARE:
-                if self.left_path:
-                    return
+            stalled = (self._accepted - self._rest_entered >= FOCUS_WARMUP
+                       and self._path_gain < self.focus_below * PATH_FOCUS_SHARE)
+            if not (stalled or not self.left_path):
+                return
             self.phase = "focus"
             out = self.given_up_exp & self.left_exp  # skip the 2-paths whose parent or child was given up
             self._path_queue = [i for (p, c), i in sorted(self.path_ids.items(), key=lambda item: -item[1])
