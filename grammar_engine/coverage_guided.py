@@ -22,10 +22,10 @@ provides what it requires is drawn instead, so that the session's next instructi
 route. A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
 that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Broad steering then goes on
 for the 2-paths, tool pairs and values, until it brings fewer new 2-paths per sample than a
-focused derivation would (:data:`PATH_FOCUS_SHARE` of ``focus_below``); the 2-paths left are then taken one at a time the same way: the shortest route to
-the parent expansion, then below it the shortest route to the child through helper expansions
-(:meth:`CoverageChooser.given_up_paths`); a 2-path whose parent or child was given up uncovered
-is skipped. Once :data:`REST_PATIENCE` samples in a row after that cover no tool pair or value,
+focused derivation would (:data:`PATH_FOCUS_SHARE` of ``focus_below``); the 2-paths left are
+then taken one at a time the same way: the shortest route to the parent expansion, then below it
+the shortest route to the child through helper expansions (:meth:`CoverageChooser.given_up_paths`);
+a 2-path whose parent or child was given up uncovered is skipped. Once :data:`REST_PATIENCE` samples in a row after that cover no tool pair or value,
 every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and the stream
 can stop (``until_covered``).
 
@@ -152,9 +152,9 @@ class CoverageChooser(Chooser):
 
     @property
     def exhausted(self) -> bool:
-        """Whether every target counts as covered or given up: the expansions and 2-paths after the
-        focus phase, the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none of them
-        (once true, it stays true)."""
+        """Whether every target counts as covered or given up: the expansions and 2-paths after their
+        focus, the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none
+        of them (once true, it stays true)."""
         if not self._exhausted and self.phase == "rest" and (self._path_queue is not None or not self.path_ids):
             self._exhausted = self.done or self._accepted - self._rest_since >= REST_PATIENCE
         return self._exhausted
@@ -206,10 +206,9 @@ class CoverageChooser(Chooser):
             spec = self.grammar.tools[tool].arguments[arg]
             self._drop_value(tool, arg, spec.minimum if edge == "min" else spec.maximum)
         gained = (before & ~self.left_exp).bit_count()
-        self._gain = float(gained) if self._gain == float("inf") else 0.95 * self._gain + 0.05 * gained
+        self._gain = _moving_average(self._gain, gained)
         if self.phase == "rest":
-            gained = (paths_before & ~self.left_path).bit_count()
-            self._path_gain = float(gained) if self._path_gain == float("inf") else 0.95 * self._path_gain + 0.05 * gained
+            self._path_gain = _moving_average(self._path_gain, (paths_before & ~self.left_path).bit_count())
         self._accepted += 1
         self._rejected_in_row = 0
         if self.phase == "rest" and self._rest_left() != rest_before and not self.exhausted:
@@ -330,25 +329,14 @@ class CoverageChooser(Chooser):
         if self.focus:
             if self.cur_exp & self.focus:
                 return self.fallback.choose(symbol, candidates, full, parent, rng)
-            return self._choose_focused(symbol, candidates, full, parent, rng)
+            return self._choose_focused(symbol, candidates, full, parent, rng, self._route)
         if self.focus_path:
             p, c = self._path_target
             if self.cur_path & self.focus_path:
                 return self.fallback.choose(symbol, candidates, full, parent, rng)
             if parent == p:  # below the parent: to the child, through expansions that are not user ones
-                if c in candidates:
-                    return c
-                below = self._route_below
-                steps = [below[e] for e in candidates if e in below and not self.t.exps[e].user]
-                if steps:
-                    fewest = min(steps)
-                    best = [e for e in candidates if below.get(e) == fewest and not self.t.exps[e].user]
-                else:  # the child's tool cannot run yet: set the session up for the next try
-                    best = [] if full else self._providers(symbol, candidates, below)
-                if not best:
-                    return self.fallback.choose(symbol, candidates, full, parent, rng)
-                return best[0] if len(best) == 1 else best[int(rng.random() * len(best))]
-            return self._choose_focused(symbol, candidates, full, parent, rng)
+                return self._choose_focused(symbol, candidates, full, parent, rng, self._route_below, child=c)
+            return self._choose_focused(symbol, candidates, full, parent, rng, self._route)
         unc_exp = self.unc_exp & ~self.cur_exp
         unc_path = self.unc_path & ~self.cur_path
         pair = self.unc_pair.get(self.last_tool, 0) if self.last_tool is not None else 0
@@ -393,15 +381,17 @@ class CoverageChooser(Chooser):
         return choice
 
     def _choose_focused(self, symbol: str, candidates: Sequence[int], full: bool, parent: int,
-                        rng: random.Random) -> int:
-        """The shortest route to the expansion in focus (or the parent of the 2-path in focus); the
-        fallback's choice once it is off the route."""
-        route = self._route
+                        rng: random.Random, route: dict[int, int], *, child: int = -1) -> int:
+        """The next step of ``route`` (steps down to its target, from :func:`_routes_to`); the
+        fallback's choice once it is off the route. With ``child`` (below the parent of a 2-path in
+        focus), only ``child`` itself and helper expansions may be taken, so that the parent stays
+        the child's parent."""
+        exps = self.t.exps
         best: list[int] = []
         best_steps = 0
         for e in candidates:
             steps = route.get(e)
-            if steps is None:
+            if steps is None or (child >= 0 and e != child and exps[e].user):
                 continue
             if not best or steps < best_steps:
                 best_steps, best = steps, [e]
@@ -440,6 +430,11 @@ class CoverageChooser(Chooser):
                 best = [k for k, s in enumerate(scores) if s == top]
                 return best[int(rng.random() * len(best))]
         return self.fallback.choose_form(entries, parent, rng)
+
+
+def _moving_average(average: float, value: int) -> float:
+    """The exponential moving average (about 20 samples) after ``value``; ``inf`` means none yet."""
+    return float(value) if average == float("inf") else 0.95 * average + 0.05 * value
 
 
 def _routes_to(t: Any, parents_of: dict[str, list[int]], target: int) -> dict[int, int]:
