@@ -511,6 +511,7 @@ def write_corpus(
                 itertools.chain([_covering_head(n)], () if until_covered else _chunks(workers, start_method, 1))
                 if covering else _chunks(workers, start_method))
             for chunk in chunks:
+                streamed = "summary" in chunk  # the covering head: written as it comes, summed up after
                 added = 0
                 for exact_digest, norm_digest, split, body in chunk["records"]:
                     if dedup:
@@ -527,12 +528,12 @@ def write_corpus(
                     counts["written"] += 1
                     counts[split] += 1
                     added += 1
-                    if bar is not None and "summary" in chunk:  # a streamed chunk shows each record
+                    if bar is not None and streamed:
                         bar.update(1)
                     if counts["written"] >= n:
                         break
-                stats = chunk["summary"]() if "summary" in chunk else chunk
-                if bar is not None and "summary" not in chunk:
+                stats = chunk["summary"]() if streamed else chunk
+                if bar is not None and not streamed:
                     bar.update(added)
                 counts["chunks"] += 1
                 counts["attempts"] += stats["attempts"]
@@ -540,7 +541,7 @@ def write_corpus(
                 rejected.update(stats["rejected"])
                 generate += stats["generate_seconds"]
                 verify_s += stats["verify_seconds"]
-                if "coverage" in stats and stats["index"] == 0 and covering:
+                if streamed:
                     head = {**stats["coverage"], "samples": stats["samples"], "until_covered": until_covered}
                 if stats["error"] and not stats["samples"]:
                     raise SamplingError(f"chunk {stats['index']} produced nothing: {stats['error']}")
