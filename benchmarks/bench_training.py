@@ -1,4 +1,5 @@
-"""What four defaults buy: sessions, sentence case, length-grouped batches and the tiny model's width.
+"""What five defaults buy: sessions, sentence case, length-grouped batches, the tiny model's width
+and value placeholders.
 
 Each default is measured against turning it off, with everything else fixed (grammar, seed,
 corpus size, tiny model, the same wall-clock training budget, models trained side by side so
@@ -22,12 +23,17 @@ that they share the machine alike):
     parameters) against the wider 0.9M-parameter model (hidden 128, 4 heads, feed-forward 384).
     In a fixed wall-clock budget on one CPU thread the narrower model sees far more examples,
     and the wider one is still underfitting when the time runs out.
+``value placeholders``
+    The numbers and paths of an instruction written as numbered placeholders in prompt and
+    target, and put back after generation (:mod:`training.value_placeholders`), against the
+    model writing them out itself.
 
 Each model is scored on the held-out split of the default corpus (phrasing x tool combinations
 no training record has), on the recorded instructions and on ``unseen.jsonl``::
 
     python benchmarks/bench_training.py --out runs/bench-training          # singlecell, about 35 min
     python benchmarks/bench_training.py --models "hidden 128 (0.9M parameters)" defaults  # one pair, 8 min
+    python benchmarks/bench_training.py --models "no value placeholders" defaults --domains singlecell chem
 
 It prints a markdown table and writes ``results.json`` and ``training.md`` under ``--out``.
 """
@@ -48,11 +54,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from experiment import gold_records, save_report, scores_table, train_in_parallel  # noqa: E402
 
 # name -> (session_length and sentence_case of the corpus, group_by_length of the trainer, model overrides)
-MODELS: dict[str, tuple[float, float, int, dict[str, int]]] = {
+MODELS: dict[str, tuple[float, float, int, dict[str, Any]]] = {
     "no sessions": (1.0, 0.5, 64, {}),
     "no sentence case": (4.0, 0.0, 64, {}),
     "plain batches": (4.0, 0.5, 1, {}),
     "hidden 128 (0.9M parameters)": (4.0, 0.5, 64, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
+    "no value placeholders": (4.0, 0.5, 64, {"value_placeholders": False}),
     "defaults": (4.0, 0.5, 64, {}),
 }
 DEFAULTS = (4.0, 0.5)

@@ -211,3 +211,45 @@ def test_constrained_decoding_needs_the_plain_format(untrained):
     model, tokenizer = untrained
     with pytest.raises(ValueError, match="plain prompt format"):
         Predictor(model, tokenizer, info={"prompt_format": "chat"}, registry=REG, constrained=True)
+
+
+def test_a_number_may_be_one_of_the_rows_placeholders_only_when_enabled():
+    with_masks = CallListAutomaton(REG, placeholders=True)
+    text = '[{"name":"pca","arguments":{"n_comps":<|v1|>}}]'
+    assert with_masks.is_complete(with_masks.feed(with_masks.initial_state(2), text))
+    assert with_masks.feed(with_masks.initial_state(1), text) is None  # the row has one span: <|v0|> only
+    assert with_masks.feed(with_masks.initial_state(0), text) is None
+    assert CallListAutomaton(REG).feed(CallListAutomaton(REG).initial_state(2), text) is None
+    # closing from inside a placeholder costs exactly its rest
+    state = with_masks.feed(with_masks.initial_state(2), '[{"name":"pca","arguments":{"n_comps":<|v')
+    assert with_masks.min_close(state) == len('0|>}}]')
+
+
+def test_the_processor_allows_each_row_the_placeholders_of_its_own_instruction():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from training.constrained import ConstrainedDecoder
+    from training.data import build_examples
+    from training.tokenizer import example_texts, train_tokenizer
+    from training.value_placeholders import ValuePlaceholders, placeholder_tokens
+
+    records = toy_records(200, 0)["train"]
+    examples = build_examples(records, registry=REG, placeholders=ValuePlaceholders.from_records(records, REG))
+    tokenizer = train_tokenizer(example_texts(examples), vocab_size=600, extra_tokens=placeholder_tokens())
+    ids = tokenizer.convert_tokens_to_ids(placeholder_tokens())
+    decoder = ConstrainedDecoder(REG, tokenizer, placeholders=True)
+    processor = decoder.logits_processor(64, [1, 3])  # row 0 has one span, row 1 three
+    prefix = tokenizer('[{"name":"pca","arguments":{"n_comps":', add_special_tokens=False)["input_ids"]
+    prompt = torch.zeros((2, 5), dtype=torch.long)
+    vocab = len(tokenizer)
+    processor(prompt, torch.zeros((2, vocab)))  # the first call reads the prompt length
+    generated = torch.cat([prompt, torch.tensor([prefix, prefix])], dim=1)
+    allowed = processor(generated, torch.zeros((2, vocab))) > float("-inf")
+    assert [bool(allowed[0, i]) for i in ids[:4]] == [True, False, False, False]
+    assert [bool(allowed[1, i]) for i in ids[:4]] == [True, True, True, False]
+    digit = tokenizer.convert_tokens_to_ids("7")
+    assert allowed[0, digit] and allowed[1, digit]  # a number may still be written out
+    # without placeholders in the model, none is allowed
+    plain = ConstrainedDecoder(REG, tokenizer).logits_processor(64)
+    plain(prompt, torch.zeros((2, vocab)))
+    assert not (plain(generated, torch.zeros((2, vocab)))[:, ids] > float("-inf")).any()

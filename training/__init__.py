@@ -10,6 +10,8 @@ target, token ids; pure Python), :mod:`~training.tokenizer` (digit-splitting byt
 :mod:`~training.modeling` (tiny Llama, pretrained models, LoRA), :mod:`~training.trainer`
 (accelerate loop), :mod:`~training.predict` (batched generation), :mod:`~training.constrained`
 (schema-constrained decoding), :mod:`~training.evaluation` (exact match, P/R/F1),
+:mod:`~training.molecule_names` and :mod:`~training.value_placeholders` (values the plain format
+writes by name or by placeholder),
 :mod:`~training.cli` (``train``, ``predict``, ``evaluate``).
 """
 

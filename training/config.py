@@ -198,6 +198,11 @@ class ModelConfig(_JsonConfig):
         metadata={"help": "plain format: a molecule the instruction names is written by that name and read "
                           "back as its SMILES through the corpus's lexicon"},
     )
+    value_placeholders: bool = field(
+        default=True,
+        metadata={"help": "plain format: the instruction's numbers and paths become numbered placeholders "
+                          "that the calls refer to, and are put back after generation"},
+    )
     prompt_format: str = field(
         default="auto",
         metadata={"help": "plain (<|user|>...<|calls|>JSON<|end|>), chat (the tokenizer's chat template "
@@ -215,7 +220,7 @@ class ModelConfig(_JsonConfig):
             self._fail("num_heads", self.num_heads, f"must divide hidden_size ({self.hidden_size})")
         self._check_choice("dtype", DTYPES)
         self._check_choice("prompt_format", PROMPT_FORMATS)
-        for name in ("split_spaces", "molecule_names"):
+        for name in ("split_spaces", "molecule_names", "value_placeholders"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, getattr(self, name), "must be true or false")
 

@@ -10,6 +10,8 @@ language of a domain, derived from its :class:`~grammar_engine.tools.ToolRegistr
     pair  := '"' ARG '":' value(schema of ARG)
     value := integer | number | true/false | "enum value" | "non-empty string"
            | ["string", ...] (non-empty; enum items when the schema has them)
+           | <|vK|> for an integer or number, with ``placeholders``
+             (:mod:`training.value_placeholders`; a string placeholder is a string)
 
 No whitespace is allowed: the plain-format model is trained on exactly this compact form
 (:func:`training.data.calls_to_json`), and forbidding it keeps an untrained model from padding
@@ -42,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 from grammar_engine.tools import ToolRegistry
 from grammar_engine.values import ValueKind
+
+from .value_placeholders import placeholder_tokens
 
 if TYPE_CHECKING:
     import torch
@@ -118,6 +122,9 @@ class CallListAutomaton:
         The domain's tools: names, argument names and schemas, required arguments.
     allow_empty
         Whether ``[]`` is a valid output.
+    placeholders
+        Whether a number argument may be a value placeholder (``<|v0|>``), for a model trained
+        with them.
 
     Examples
     --------
@@ -133,10 +140,11 @@ class CallListAutomaton:
     19
     """
 
-    def __init__(self, registry: ToolRegistry, *, allow_empty: bool = False) -> None:
+    def __init__(self, registry: ToolRegistry, *, allow_empty: bool = False, placeholders: bool = False) -> None:
         if not len(registry):
             raise ValueError("constrained decoding needs a registry with at least one tool")
         self.allow_empty = allow_empty
+        self.placeholders = tuple(placeholder_tokens()) if placeholders else ()
         self.tools: dict[str, _Tool] = {}
         for tool in registry:
             specs = tool.arguments
@@ -209,6 +217,8 @@ class CallListAutomaton:
             value = 0 if item[1] in ("Z", "D", "I", "F", "X") else 1
         elif tag == "word":
             value = min(len(o) - len(item[1]) for o in _BOOLS if o.startswith(item[1]))
+        elif tag == "placeholder":
+            value = min(len(p) - len(item[1]) for p in self.placeholders if p.startswith(item[1]))
         elif tag == "choice":
             value = min(len(o) - len(item[2]) for o in item[1] if o.startswith(item[2])) + 1
         elif tag == "str":
@@ -267,6 +277,8 @@ class CallListAutomaton:
                 return rest + (("str", True, False),) if not nonempty else state
             if tag in ("int", "num"):
                 phase = item[1]
+                if phase == "S" and ch == "<" and self._placeholders_of(state):
+                    return rest + (("placeholder", "<"),)
                 nxt = self._number_step(tag, phase, ch)
                 if nxt is not None:
                     return rest + ((tag, nxt),) if nxt != phase else state
@@ -311,6 +323,12 @@ class CallListAutomaton:
                     return rest + (("lit", "}"), ("args", prefix, frozenset(), "O"), ("lit", _ARGUMENTS_LIT))
                 grown = prefix + ch
                 return rest + (("name", grown),) if grown in self._name_prefixes else None
+            if tag == "placeholder":
+                grown = item[1] + ch
+                allowed = self._placeholders_of(state)
+                if grown in allowed:
+                    return rest
+                return rest + (("placeholder", grown),) if any(p.startswith(grown) for p in allowed) else None
             if tag == "word":
                 grown = item[1] + ch
                 if grown in _BOOLS:
@@ -335,8 +353,18 @@ class CallListAutomaton:
                     return rest + (("calls", "C"),)
                 return None
             if tag == "start":
-                return (("end",), ("calls", "F")) if ch == "[" else None
+                return (("end",) + item[1:], ("calls", "F")) if ch == "[" else None
             return None  # "end": nothing may follow the list
+
+    def _placeholders_of(self, state: State) -> tuple[str, ...]:
+        """The placeholders a number may be in ``state``: as many as the row's instruction has
+        spans (kept by the bottom item, see :meth:`initial_state`)."""
+        bottom = state[0]
+        return self.placeholders[:bottom[1]] if len(bottom) > 1 else ()
+
+    def initial_state(self, placeholders: int = 0) -> State:
+        """The state before the first character, for an instruction with ``placeholders`` spans."""
+        return (("start", placeholders),) if placeholders and self.placeholders else self.initial
 
     @staticmethod
     def _number_step(tag: str, phase: str, ch: str) -> str | None:
@@ -371,7 +399,7 @@ class CallListAutomaton:
     @staticmethod
     def is_complete(state: State) -> bool:
         """Whether the call list is closed (only the end of sequence may follow)."""
-        return state == (("end",),)
+        return len(state) == 1 and state[0][0] == "end"
 
     def accepts(self, text: str) -> bool:
         """Whether ``text`` is a complete valid call list."""
@@ -482,6 +510,8 @@ class ConstrainedDecoder:
         The model's tokenizer (its end-of-sequence token closes a complete list).
     allow_empty
         Whether ``[]`` may be generated.
+    placeholders
+        Whether number arguments may be value placeholders (a model trained with them).
     cache_size
         States whose allowed-token table is kept (least recently used are dropped).
 
@@ -492,8 +522,8 @@ class ConstrainedDecoder:
     """
 
     def __init__(self, registry: ToolRegistry, tokenizer: PreTrainedTokenizerBase, *, allow_empty: bool = False,
-                 cache_size: int = 8192) -> None:
-        self.automaton = CallListAutomaton(registry, allow_empty=allow_empty)
+                 placeholders: bool = False, cache_size: int = 8192) -> None:
+        self.automaton = CallListAutomaton(registry, allow_empty=allow_empty, placeholders=placeholders)
         self.strings = token_strings(tokenizer)
         self.trie = _Trie(self.strings)
         eos = tokenizer.eos_token_id
@@ -534,9 +564,11 @@ class ConstrainedDecoder:
             self._tables.popitem(last=False)
         return table
 
-    def logits_processor(self, max_new_tokens: int) -> CallListLogitsProcessor:
-        """A processor for one ``generate`` call of at most ``max_new_tokens`` tokens."""
-        return CallListLogitsProcessor(self, max_new_tokens)
+    def logits_processor(self, max_new_tokens: int,
+                         placeholders: Sequence[int] | None = None) -> CallListLogitsProcessor:
+        """A processor for one ``generate`` call of at most ``max_new_tokens`` tokens;
+        ``placeholders`` gives each row's number of value placeholders."""
+        return CallListLogitsProcessor(self, max_new_tokens, placeholders)
 
 
 class CallListLogitsProcessor:
@@ -548,9 +580,11 @@ class CallListLogitsProcessor:
     fit in the tokens left; the end-of-sequence token only once the list is closed.
     """
 
-    def __init__(self, decoder: ConstrainedDecoder, max_new_tokens: int) -> None:
+    def __init__(self, decoder: ConstrainedDecoder, max_new_tokens: int,
+                 placeholders: Sequence[int] | None = None) -> None:
         self.decoder = decoder
         self.max_new_tokens = max_new_tokens
+        self.placeholders = list(placeholders) if placeholders is not None else None
         self.prompt_length: int | None = None
         self.states: list[State | None] = []
         self.consumed: list[int] = []
@@ -564,7 +598,8 @@ class CallListLogitsProcessor:
         rows, vocab = scores.shape
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
-            self.states = [automaton.initial] * rows
+            counts = self.placeholders if self.placeholders and len(self.placeholders) == rows else [0] * rows
+            self.states = [automaton.initial_state(n) for n in counts]
             self.consumed = [0] * rows
             self.finished = [False] * rows
         generated = input_ids.shape[1] - self.prompt_length

@@ -14,7 +14,9 @@ normalized form (single spaces, no closing punctuation: :func:`grammar_engine.gr
 at training and prediction alike; the target is the compact canonical
 JSON of the calls (:func:`calls_to_json`) followed by ``<|end|>``. In a domain whose tools take
 molecules, a molecule the instruction names in words is written by that name rather than its
-SMILES, and read back through the corpus's lexicon (:mod:`training.molecule_names`).
+SMILES, and read back through the corpus's lexicon (:mod:`training.molecule_names`). With
+``ModelConfig.value_placeholders`` (the default), the numbers and paths of the instruction are
+numbered placeholders in prompt and target (:mod:`training.value_placeholders`).
 
 ``chat`` (a pretrained model with a chat template): the tokenizer renders the user message with
 the tool definitions (``tools=``) and a generation prompt; the target is what the template adds
@@ -38,6 +40,7 @@ from grammar_engine.grammar import normalize_instruction
 from grammar_engine.tools import ToolRegistry
 
 from .molecule_names import MoleculeNames
+from .value_placeholders import ValuePlaceholders
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -52,6 +55,7 @@ __all__ = [
     "Example",
     "build_examples",
     "calls_to_json",
+    "canonical_calls",
     "chat_example",
     "encode_example",
     "extract_calls",
@@ -213,6 +217,11 @@ def _canonical_call(call: Mapping[str, Any], registry: ToolRegistry | None) -> d
     return {"name": normalized["name"], "arguments": args}
 
 
+def canonical_calls(calls: Iterable[Mapping[str, Any]], registry: ToolRegistry | None = None) -> list[dict[str, Any]]:
+    """Calls in the one spelling the plain format writes (see :func:`calls_to_json`)."""
+    return [_canonical_call(call, registry) for call in calls]
+
+
 def calls_to_json(calls: Iterable[Mapping[str, Any]], registry: ToolRegistry | None = None) -> str:
     """Compact canonical JSON of a call list: the text the plain-format model learns to write.
 
@@ -224,8 +233,7 @@ def calls_to_json(calls: Iterable[Mapping[str, Any]], registry: ToolRegistry | N
     >>> calls_to_json([{"name": "log1p", "arguments": {}}])
     '[{"name":"log1p","arguments":{}}]'
     """
-    canonical = [_canonical_call(call, registry) for call in calls]
-    return json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(canonical_calls(calls, registry), ensure_ascii=False, separators=(",", ":"))
 
 
 def plain_prompt(instruction: str) -> str:
@@ -241,26 +249,33 @@ def plain_prompt(instruction: str) -> str:
 
 def plain_example(
     record: Mapping[str, Any], registry: ToolRegistry | None = None, *, end: str = END_MARKER,
-    molecules: MoleculeNames | None = None,
+    molecules: MoleculeNames | None = None, placeholders: ValuePlaceholders | None = None,
 ) -> Example:
     """The plain-format :class:`Example` of a corpus record.
 
     ``end`` closes the target: ``<|end|>`` for the tiny tokenizer, the end-of-sequence token of
     a pretrained one (so that generation stops there without new special tokens). With
     ``molecules`` (and a registry), a molecule the instruction names is written by that name
-    (see :mod:`training.molecule_names`).
+    (see :mod:`training.molecule_names`). With ``placeholders``, the instruction's numbers and
+    paths are placeholders in the prompt and in the target (see :mod:`training.value_placeholders`).
     """
     calls = record_calls(record)
     instruction = str(record["instruction"])
     written = calls
     if molecules is not None and registry is not None:
         written = molecules.to_names(calls, instruction, registry)
+    text = normalize_instruction(instruction)
+    if placeholders is not None:
+        text, spans = placeholders.mask(text)
+        target = placeholders.target_json(canonical_calls(written, registry), spans)
+    else:
+        target = calls_to_json(written, registry)
     return Example(
         id=str(record.get("id", "")),
         instruction=instruction,
         calls=calls,
-        prompt=plain_prompt(normalize_instruction(instruction)),
-        target=calls_to_json(written, registry) + end,
+        prompt=plain_prompt(text),
+        target=target + end,
     )
 
 
@@ -327,6 +342,7 @@ def build_examples(
     tools: Sequence[Mapping[str, Any]] | None = None,
     registry: ToolRegistry | None = None,
     molecules: MoleculeNames | None = None,
+    placeholders: ValuePlaceholders | None = None,
 ) -> list[Example]:
     """Format corpus records as :class:`Example` in the given prompt format.
 
@@ -344,6 +360,8 @@ def build_examples(
         Canonicalizes the target calls (defaults dropped, schema argument order).
     molecules
         Plain format: write the molecules an instruction names by those names.
+    placeholders
+        Plain format: numbers and paths become placeholders in prompt and target.
     """
     if prompt_format not in ("plain", "chat"):
         raise ValueError(f"prompt_format must be 'plain' or 'chat', got {prompt_format!r}")
@@ -353,7 +371,8 @@ def build_examples(
     examples = []
     for record in records:
         if prompt_format == "plain":
-            examples.append(plain_example(record, registry, end=end, molecules=molecules))
+            examples.append(plain_example(record, registry, end=end, molecules=molecules,
+                                          placeholders=placeholders))
         else:
             assert tokenizer is not None
             examples.append(chat_example(record, tokenizer, record.get("tools") or tools, registry))

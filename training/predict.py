@@ -32,6 +32,7 @@ from ._imports import require
 from .config import DecodeConfig
 from .data import chat_prompt, extract_calls, plain_prompt, registry_from_definitions
 from .molecule_names import MoleculeNames
+from .value_placeholders import Span, ValuePlaceholders
 
 __all__ = ["PredictSummary", "Predictor", "load_domain_registry", "load_parser", "predict_file", "read_instructions"]
 
@@ -117,6 +118,9 @@ class Predictor:
         # molecules the model writes by name (see training.molecule_names) are read back as SMILES
         names = self.info.get("molecules")
         self.molecules = MoleculeNames(names) if names and self.prompt_format == "plain" else None
+        # numbers and paths the model refers to by placeholder (see training.value_placeholders)
+        masks = self.info.get("value_placeholders")
+        self.placeholders = ValuePlaceholders.from_dict(masks) if masks and self.prompt_format == "plain" else None
         self.constrained = None
         if constrained:
             if registry is None:
@@ -126,7 +130,8 @@ class Predictor:
                                  "trained with its chat template")
             from .constrained import ConstrainedDecoder
 
-            self.constrained = ConstrainedDecoder(registry, tokenizer, allow_empty=self.decode.allow_empty)
+            self.constrained = ConstrainedDecoder(registry, tokenizer, allow_empty=self.decode.allow_empty,
+                                                  placeholders=self.placeholders is not None)
         self.generated_tokens = 0
 
     @classmethod
@@ -157,14 +162,21 @@ class Predictor:
         longest = self.info.get("max_target_tokens")
         return int(longest * 1.5) + 16 if longest else 256
 
-    def _prompt(self, instruction: str) -> str:
+    def _prompt(self, instruction: str) -> tuple[str, list[Span]]:
+        """The prompt of an instruction, and the spans its placeholders stand for."""
         if self.prompt_format == "chat":
-            return chat_prompt(self.tokenizer, instruction, self.info.get("tools"))
-        # normalized as in training (training.data.plain_example): one space between words, no
-        # closing punctuation
-        return plain_prompt(normalize_instruction(instruction))
+            return chat_prompt(self.tokenizer, instruction, self.info.get("tools")), []
+        # normalized (and masked) as in training (training.data.plain_example): one space between
+        # words, no closing punctuation
+        text = normalize_instruction(instruction)
+        spans: list[Span] = []
+        if self.placeholders is not None:
+            text, spans = self.placeholders.mask(text)
+        return plain_prompt(text), spans
 
-    def _result(self, text: str) -> dict[str, Any]:
+    def _result(self, text: str, spans: Sequence[Span] = ()) -> dict[str, Any]:
+        if spans:
+            text = ValuePlaceholders.restore(text, spans)
         try:
             calls = extract_calls(text, self.prompt_format)
         except ValueError as exc:
@@ -182,10 +194,10 @@ class Predictor:
         import torch
 
         tokenizer = self.tokenizer
-        prompts = [self._prompt(text) for text in instructions]
+        prompts, spans = zip(*(self._prompt(text) for text in instructions))
         budget = self.max_new_tokens
         limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
         if limit and encoded["input_ids"].shape[1] + budget > limit:
             # generate what fits in the model's positions; an output cut short is reported as invalid
             budget = limit - encoded["input_ids"].shape[1]
@@ -200,17 +212,17 @@ class Predictor:
             "eos_token_id": eos, "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
         }
         if self.constrained is not None:
-            kwargs["logits_processor"] = [self.constrained.logits_processor(budget)]
+            kwargs["logits_processor"] = [self.constrained.logits_processor(budget, [len(s) for s in spans])]
         with torch.inference_mode():
             output = self.model.generate(**encoded, **kwargs)
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
         results = []
-        for row in new_tokens.tolist():
+        for row, row_spans in zip(new_tokens.tolist(), spans):
             if eos in row:
                 row = row[:row.index(eos)]
             self.generated_tokens += len(row) + 1
             results.append(self._result(tokenizer.decode(row, skip_special_tokens=True,
-                                                         clean_up_tokenization_spaces=False)))
+                                                         clean_up_tokenization_spaces=False), row_spans))
         return results
 
     def _model_predictions(self, instructions: Sequence[str]) -> list[dict[str, Any]]:

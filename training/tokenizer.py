@@ -15,7 +15,8 @@ The BPE trainer stops below ``vocab_size`` on a small corpus: size the embedding
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ def example_texts(examples: Iterable[Example]) -> Iterable[str]:
 
 def train_tokenizer(
     texts: Iterable[str], *, vocab_size: int = 1024, min_frequency: int = 2, model_max_length: int = 512,
-    split_spaces: bool = False,
+    split_spaces: bool = False, extra_tokens: Sequence[str] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE with individual digits and wrap it for transformers.
 
@@ -55,6 +56,9 @@ def train_tokenizer(
         Make every whitespace character a token of its own, so that no token joins a space to a
         word: ``CST3`` after a space in the instruction and after a quote in the calls is then the
         same token sequence, and the model copies it instead of learning two spellings.
+    extra_tokens
+        Words that are always one token each and decode as written (the value placeholders of
+        :mod:`training.value_placeholders`); BPE learns no merges from them.
 
     Returns
     -------
@@ -79,8 +83,11 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
+    if extra_tokens:
+        pattern = re.compile("|".join(re.escape(t) for t in extra_tokens))
+        texts = (pattern.sub(" ", text) for text in texts)
     backend.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token=PAD_TOKEN,
         eos_token=END_MARKER,
@@ -88,6 +95,9 @@ def train_tokenizer(
         clean_up_tokenization_spaces=False,
         model_max_length=model_max_length,
     )
+    if extra_tokens:
+        tokenizer.add_tokens(list(extra_tokens))
+    return tokenizer
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | Path) -> Path:

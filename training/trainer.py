@@ -49,6 +49,7 @@ from .data import (
     resolve_prompt_format,
 )
 from .molecule_names import MoleculeNames
+from .value_placeholders import ValuePlaceholders, placeholder_tokens
 
 __all__ = [
     "CHECKPOINT_STATE",
@@ -415,12 +416,15 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
     registry = registry_from_definitions(tools, manifest.get("domain", "")) if tools else None
     lexicon = manifest.get("molecules") if config.model.molecule_names else None
     molecules = MoleculeNames(lexicon) if lexicon and registry is not None and registry.takes_molecules else None
+    placeholders = ValuePlaceholders.from_records(records, registry) if config.model.value_placeholders else None
     if config.model.is_tiny:
         if checkpoint is None and main:
-            plain = build_examples(records, prompt_format="plain", registry=registry, molecules=molecules)
+            plain = build_examples(records, prompt_format="plain", registry=registry, molecules=molecules,
+                                   placeholders=placeholders)
             tokenizer = train_tokenizer(example_texts(plain), vocab_size=config.model.vocab_size,
                                         model_max_length=config.model.max_position_embeddings,
-                                        split_spaces=config.model.split_spaces)
+                                        split_spaces=config.model.split_spaces,
+                                        extra_tokens=placeholder_tokens() if placeholders else ())
             tokenizer.save_pretrained(str(out))
         accelerator.wait_for_everyone()
         tokenizer = load_tokenizer(out)  # every rank reads the saved one: identical, and the predict path
@@ -428,9 +432,9 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
         tokenizer = load_tokenizer(config.model.name_or_path)
     prompt_format = resolve_prompt_format(config.model.prompt_format, tokenizer)
     if prompt_format != "plain":
-        molecules = None
+        molecules = placeholders = None
     examples = build_examples(records, prompt_format=prompt_format, tokenizer=tokenizer, tools=tools,
-                              registry=registry, molecules=molecules)
+                              registry=registry, molecules=molecules, placeholders=placeholders)
     encoded = [encode_example(e, tokenizer, config.max_length) for e in examples]
     data_hash = _data_hash(encoded)
     max_target = max(sum(1 for label in e["labels"] if label != IGNORE_INDEX) for e in encoded)
@@ -482,6 +486,7 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
         "domain": manifest.get("domain", ""),
         "tools": tools,
         "molecules": molecules.names if molecules is not None else None,
+        "value_placeholders": placeholders.to_dict() if placeholders is not None else None,
         "max_target_tokens": max_target,
         "parameters": parameters,
         "trainable_parameters": trainable,

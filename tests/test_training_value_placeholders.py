@@ -1,0 +1,111 @@
+"""Numbers and paths as placeholders: found in the instruction, referred to by the target, put back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import grammar_engine
+from grammar_engine.grammar import normalize_instruction
+from grammar_engine.tools import ToolRegistry
+from training.data import build_examples, canonical_calls, plain_example
+from training.value_placeholders import MAX_PLACEHOLDERS, ValuePlaceholders
+
+pytestmark = pytest.mark.train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def singlecell() -> ToolRegistry:
+    return ToolRegistry.from_file(ROOT / "grammars" / "singlecell" / "tools.json")
+
+
+def texts(spans):
+    return [(s.text, s.number) for s in spans]
+
+
+def test_numbers_are_read_in_every_digit_form_and_not_inside_words():
+    masks = ValuePlaceholders()
+    masked, spans = masks.mask("normalize to 10,000 (or 10k, 1e4), res 0.5, then log1p and a 3D umap, hvg 2000")
+    assert texts(spans) == [("10,000", 10000), ("10k", 10000), ("1e4", 10000), ("0.5", 0.5), ("2000", 2000)]
+    assert masked == "normalize to <|v0|> (or <|v1|>, <|v2|>), res <|v3|>, then log1p and a 3D umap, hvg <|v4|>"
+    # a digit that is part of a name stays in it
+    assert masks.spans("Buchwald coupling of 2-bromopyridine and 1,3-butadiene") == []
+    assert texts(masks.spans("keep clusters 1,2 and 5")) == [("1", 1), ("2", 2), ("5", 5)]
+
+
+def test_paths_are_words_with_a_separator_or_a_known_extension():
+    masks = ValuePlaceholders(["h5ad"])
+    spans = masks.spans("read raw/pbmc_10k_v3.h5ad, then pbmc.h5ad and save to /tmp/out and ./x")
+    assert texts(spans) == [("raw/pbmc_10k_v3.h5ad", None), ("pbmc.h5ad", None), ("/tmp/out", None),
+                            ("./x", None)]
+    # "and/or" and "mt/ribo" are words; an extension nobody trained on needs a separator
+    assert masks.spans("qc with mt/ribo genes and/or hb of library.smi") == []
+    assert texts(ValuePlaceholders(["smi"]).spans("filter library.smi")) == [("library.smi", None)]
+
+
+def test_spans_past_the_limit_stay_as_written():
+    text = " ".join(str(n) for n in range(MAX_PLACEHOLDERS + 3))
+    masked, spans = ValuePlaceholders().mask(text)
+    assert len(spans) == MAX_PLACEHOLDERS
+    assert masked.endswith(f"<|v{MAX_PLACEHOLDERS - 1}|> {MAX_PLACEHOLDERS} {MAX_PLACEHOLDERS + 1} "
+                           f"{MAX_PLACEHOLDERS + 2}")
+
+
+def test_a_target_refers_to_spans_bare_for_numbers_quoted_for_strings(singlecell):
+    record = {"instruction": "read data/x.h5ad, keep leiden clusters 0 and 3, normalize to 10k and pca with "
+                             "fifty comps",
+              "calls": [{"name": "read_h5ad", "arguments": {"path": "data/x.h5ad"}},
+                        {"name": "subset_cells", "arguments": {"key": "leiden", "values": ["0", "3"]}},
+                        {"name": "normalize_total", "arguments": {"target_sum": 10000}},
+                        {"name": "pca", "arguments": {"n_comps": 50}}]}
+    example = plain_example(record, singlecell, placeholders=ValuePlaceholders(["h5ad"]))
+    assert example.prompt == ("<|user|>read <|v0|>, keep leiden clusters <|v1|> and <|v2|>, normalize to <|v3|> "
+                              "and pca with fifty comps<|calls|>")
+    assert example.target == (
+        '[{"name":"read_h5ad","arguments":{"path":"<|v0|>"}},'
+        '{"name":"subset_cells","arguments":{"key":"leiden","values":["<|v1|>","<|v2|>"]}},'
+        '{"name":"normalize_total","arguments":{"target_sum":<|v3|>}},'
+        '{"name":"pca","arguments":{"n_comps":50}}]<|end|>'  # a number in words is written as before
+    )
+
+
+def test_restore_gives_back_the_calls_of_every_sampled_instruction(singlecell):
+    """Over sampled singlecell instructions: the target with its placeholders put back is the plain
+    target without them, and placeholders occur wherever the instruction spells a value."""
+    grammar = grammar_engine.load(ROOT / "grammars" / "singlecell")
+    records = [{"instruction": s.instruction, "calls": [dict(c) for c in s.calls]}
+               for s in grammar.sample(300, seed=5)]
+    masks = ValuePlaceholders.from_records(records, singlecell)
+    assert masks.extensions == ["h5ad"]
+    with_masks = build_examples(records, registry=singlecell, placeholders=masks)
+    without = build_examples(records, registry=singlecell)
+    replaced = 0
+    for record, masked, plain in zip(records, with_masks, without):
+        _, spans = masks.mask(normalize_instruction(record["instruction"]))
+        body = masked.target.removesuffix("<|end|>")
+        replaced += body.count("<|v")
+        restored = json.loads(masks.restore(body, spans))
+        assert restored == canonical_calls(record["calls"], singlecell)
+        assert json.loads(plain.target.removesuffix("<|end|>")) == restored
+    assert replaced > 100
+
+
+def test_restore_handles_what_a_model_may_write():
+    spans = ValuePlaceholders(["h5ad"]).spans("save 10k cells to out/a.h5ad")
+    restore = ValuePlaceholders.restore
+    assert json.loads(restore('[{"n":<|v0|>,"p":"<|v1|>","q":[<|v0|>]}]', spans)) == [
+        {"n": 10000, "p": "out/a.h5ad", "q": [10000]}]
+    # a path placeholder written bare is still the path; one inside a string is its text
+    assert json.loads(restore('{"p":<|v1|>,"s":"x_<|v0|>"}', spans)) == {"p": "out/a.h5ad", "s": "x_10k"}
+    # a placeholder without a span stays, so the output fails its checks instead of guessing
+    assert restore('{"p":"<|v7|>"}', spans) == '{"p":"<|v7|>"}'
+
+
+def test_the_extensions_round_trip_through_model_info():
+    masks = ValuePlaceholders([".H5AD", "csv", ""])
+    assert masks.extensions == ["csv", "h5ad"]
+    assert ValuePlaceholders.from_dict(json.loads(json.dumps(masks.to_dict()))).extensions == ["csv", "h5ad"]

@@ -1,0 +1,220 @@
+"""Numbers and paths in an instruction become numbered placeholders that the model copies.
+
+A tiny model recalls values it has seen instead of copying new ones: it answers
+``open /data/shared/run42/filtered.h5ad`` with a path from its training set, and ``normalize to
+10,000`` with ``1000000``. In the plain format, the numbers and paths of an instruction are
+therefore replaced by placeholder tokens, numbered left to right, and the target refers to them::
+
+    <|user|>read <|v0|> and keep genes in at least <|v1|> cells<|calls|>[{"name":"read_h5ad",
+    "arguments":{"path":"<|v0|>"}},{"name":"filter_genes","arguments":{"min_cells":<|v1|>}}]<|end|>
+
+A number argument takes its placeholder bare, a string (a path, a cluster label ``"3"``) in
+quotes; :meth:`ValuePlaceholders.restore` puts back the number the span means (``10k`` ->
+``10000``) or the text it spells. A value that no span of the instruction spells (a default, a
+number written in words, ``CPM`` for ``1000000``) is written as before, so the model still learns
+those. Which spans count:
+
+- numbers written with digits: ``200``, ``10,000``, ``0.5``, ``1e4``, ``10k`` (not digits inside a
+  word or a name, like ``log1p``, ``3D``, ``2-bromopyridine`` or ``1,3-butadiene``);
+- paths: a word with a ``/`` or ``\\`` in it, or one that ends in a file extension that a path
+  argument of the training corpus used (``.h5ad``); read first, so digits inside a path stay in it.
+
+The extensions travel with the model (``value_placeholders`` in ``model_info.json``), so a model
+directory masks instructions exactly as in training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grammar_engine.tools import ToolRegistry
+from grammar_engine.values import ValueConversionError, ValueKind, parse_number
+
+__all__ = ["MAX_PLACEHOLDERS", "Span", "ValuePlaceholders", "placeholder_token", "placeholder_tokens"]
+
+MAX_PLACEHOLDERS = 16
+"""Spans past this many in one instruction stay as written."""
+
+_PLACEHOLDER_RE = re.compile(r"<\|v(\d+)\|>")
+_NUMBER_RE = re.compile(
+    r"(?<![\w./\\-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[kKmM](?!\w))?(?![\w/\\-]|\.\d|,[\d,]+-)"
+)
+_WORD_RE = re.compile(r"[^\s\"'`()\[\]{}<>,;]+")
+_TRAILING = ".,;:!?"
+
+
+def placeholder_token(index: int) -> str:
+    """The placeholder of the ``index``-th span: ``<|v0|>``, ``<|v1|>``, ..."""
+    return f"<|v{index}|>"
+
+
+def placeholder_tokens() -> list[str]:
+    """Every placeholder token, in index order (the tiny tokenizer adds them as single tokens)."""
+    return [placeholder_token(i) for i in range(MAX_PLACEHOLDERS)]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A number or path of an instruction: where it is, how it is written, and the number it means."""
+
+    start: int
+    end: int
+    text: str
+    number: int | float | None = None
+
+
+class ValuePlaceholders:
+    """Finds the numbers and paths of an instruction and swaps them for placeholders, and back.
+
+    Parameters
+    ----------
+    extensions
+        File extensions (without the dot, any case) that make a word a path even without a
+        ``/``: those of the path arguments in the training corpus (:meth:`from_records`).
+    """
+
+    def __init__(self, extensions: Iterable[str] = ()) -> None:
+        self.extensions = sorted({e.lower().lstrip(".") for e in extensions if e.strip(".")})
+        self._extension_set = frozenset(self.extensions)
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]], registry: ToolRegistry | None) -> ValuePlaceholders:
+        """The extensions of every path-argument value in ``records`` (``calls`` lists)."""
+        extensions: set[str] = set()
+        if registry is not None:
+            for record in records:
+                for call in record.get("calls") or ():
+                    tool = registry.tools.get(call.get("name")) if isinstance(call.get("name"), str) else None
+                    if tool is None:
+                        continue
+                    for arg, value in (call.get("arguments") or {}).items():
+                        spec = tool.arguments.get(arg)
+                        if spec is not None and spec.kind is ValueKind.PATH and isinstance(value, str):
+                            stem, dot, extension = value.rpartition(".")
+                            if dot and stem and re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,7}", extension):
+                                extensions.add(extension)
+        return cls(extensions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``model_info.json`` keeps (:meth:`from_dict` reads it back)."""
+        return {"extensions": list(self.extensions)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValuePlaceholders:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(data.get("extensions") or ())
+
+    # -- finding spans ---------------------------------------------------------------------------
+
+    def _is_path(self, word: str) -> bool:
+        stem, dot, extension = word.rpartition(".")
+        if dot and stem and extension.lower() in self._extension_set:
+            return True
+        if not re.search(r"\w[/\\]|[/\\]\w", word) or "://" in word:
+            return False
+        # "and/or", "mt/ribo" are words: a path has an extension, a root, or two separators
+        return bool(re.search(r"\.[A-Za-z]\w{0,7}$", word) or word.startswith(("/", "~", ".", "\\"))
+                    or len(re.findall(r"[/\\]", word)) >= 2)
+
+    def spans(self, text: str) -> list[Span]:
+        """The paths and numbers of ``text``, left to right, at most :data:`MAX_PLACEHOLDERS`."""
+        found: list[Span] = []
+        taken: list[tuple[int, int]] = []
+        for match in _WORD_RE.finditer(text):
+            word = match.group(0).rstrip(_TRAILING)
+            if word and self._is_path(word):
+                found.append(Span(match.start(), match.start() + len(word), word))
+                taken.append((match.start(), match.start() + len(word)))
+        for match in _NUMBER_RE.finditer(text):
+            if any(start < match.end() and match.start() < end for start, end in taken):
+                continue
+            try:
+                number = parse_number(match.group(0))
+            except ValueConversionError:
+                continue
+            found.append(Span(match.start(), match.end(), match.group(0), number))
+        found.sort(key=lambda span: span.start)
+        return found[:MAX_PLACEHOLDERS]
+
+    def mask(self, text: str) -> tuple[str, list[Span]]:
+        """``text`` with each span replaced by its placeholder, and the spans."""
+        spans = self.spans(text)
+        pieces, last = [], 0
+        for index, span in enumerate(spans):
+            pieces.append(text[last:span.start])
+            pieces.append(placeholder_token(index))
+            last = span.end
+        pieces.append(text[last:])
+        return "".join(pieces), spans
+
+    # -- targets ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _match(value: Any, spans: Sequence[Span]) -> int | None:
+        if isinstance(value, bool):
+            return None
+        for index, span in enumerate(spans):
+            if isinstance(value, (int, float)) and span.number is not None and span.number == value:
+                return index
+            if isinstance(value, str) and span.text == value:
+                return index
+        return None
+
+    def target_json(self, calls: Sequence[Mapping[str, Any]], spans: Sequence[Span]) -> str:
+        """Compact JSON of ``calls`` (already canonical) with each value a span spells written as
+        its placeholder: bare for a number, quoted for a string (list items too)."""
+        bare: dict[str, str] = {}
+
+        def swap(value: Any) -> Any:
+            index = self._match(value, spans)
+            if index is None:
+                return value
+            if isinstance(value, str):
+                return placeholder_token(index)
+            key = f"\x00{index}\x00"
+            bare[json.dumps(key)] = placeholder_token(index)
+            return key
+
+        out = []
+        for call in calls:
+            arguments = {}
+            for arg, value in (call.get("arguments") or {}).items():
+                arguments[arg] = [swap(v) for v in value] if isinstance(value, list) else swap(value)
+            out.append({"name": call.get("name"), "arguments": arguments})
+        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+        for quoted, token in bare.items():
+            text = text.replace(quoted, token)
+        return text
+
+    # -- reading output back ---------------------------------------------------------------------
+
+    @staticmethod
+    def restore(text: str, spans: Sequence[Span]) -> str:
+        """Generated text with each placeholder replaced by what its span means, as JSON.
+
+        A quoted placeholder becomes the span's text as a JSON string; a bare one becomes its
+        number (or its text, quoted, for a path); one inside a longer string becomes the text.
+        A placeholder without a span is left as written (the call list then fails its checks).
+        """
+
+        def whole(match: re.Match[str]) -> str:
+            index = int(match.group(1))
+            return json.dumps(spans[index].text, ensure_ascii=False) if index < len(spans) else match.group(0)
+
+        text = re.sub(r'"<\|v(\d+)\|>"', whole, text)
+
+        def part(match: re.Match[str]) -> str:
+            index = int(match.group(1))
+            if index >= len(spans):
+                return match.group(0)
+            span = spans[index]
+            before = text[:match.start()].rstrip()
+            if before.endswith((":", ",", "[")):  # a JSON value of its own
+                return json.dumps(span.number if span.number is not None else span.text, ensure_ascii=False)
+            return json.dumps(span.text, ensure_ascii=False)[1:-1]
+
+        return _PLACEHOLDER_RE.sub(part, text)
