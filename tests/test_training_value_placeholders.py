@@ -44,6 +44,9 @@ def test_paths_are_words_with_a_separator_or_a_known_extension():
                             ("./x", None)]
     # "and/or" and "mt/ribo" are words; an extension nobody trained on needs a separator
     assert masks.spans("qc with mt/ribo genes and/or hb of library.smi") == []
+    # quotes and brackets around a word are not part of it; a word with two separators is taken whole
+    assert texts(masks.spans('read "data/x.h5ad" (or [out/y.h5ad]), canonical C/C=C/C(=O)O')) == [
+        ("data/x.h5ad", None), ("out/y.h5ad", None), ("C/C=C/C(=O)O", None)]
     assert texts(ValuePlaceholders(["smi"]).spans("filter library.smi")) == [("library.smi", None)]
 
 

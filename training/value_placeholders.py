@@ -43,8 +43,9 @@ _PLACEHOLDER_RE = re.compile(r"<\|v(\d+)\|>")
 _NUMBER_RE = re.compile(
     r"(?<![\w./\\-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[kKmM](?!\w))?(?![\w/\\-]|\.\d|,[\d,]+-)"
 )
-_WORD_RE = re.compile(r"[^\s\"'`()\[\]{}<>,;]+")
-_TRAILING = ".,;:!?"
+_WORD_RE = re.compile(r"\S+")
+_OPENING = "\"'`([{<"
+_CLOSING = "\"'`)]}>.,;:!?"
 
 
 def placeholder_token(index: int) -> str:
@@ -125,10 +126,12 @@ class ValuePlaceholders:
         found: list[Span] = []
         taken: list[tuple[int, int]] = []
         for match in _WORD_RE.finditer(text):
-            word = match.group(0).rstrip(_TRAILING)
+            stripped = match.group(0).lstrip(_OPENING)
+            start = match.end() - len(stripped)
+            word = stripped.rstrip(_CLOSING)
             if word and self._is_path(word):
-                found.append(Span(match.start(), match.start() + len(word), word))
-                taken.append((match.start(), match.start() + len(word)))
+                found.append(Span(start, start + len(word), word))
+                taken.append((start, start + len(word)))
         for match in _NUMBER_RE.finditer(text):
             if any(start < match.end() and match.start() < end for start, end in taken):
                 continue
