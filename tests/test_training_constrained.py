@@ -213,15 +213,28 @@ def test_constrained_decoding_needs_the_plain_format(untrained):
         Predictor(model, tokenizer, info={"prompt_format": "chat"}, registry=REG, constrained=True)
 
 
-def test_a_number_may_be_one_of_the_rows_placeholders_only_when_enabled():
+def test_a_number_may_be_a_placeholder_of_the_row_that_fits_the_argument():
     with_masks = CallListAutomaton(REG, placeholders=True)
-    text = '[{"name":"pca","arguments":{"n_comps":<|v1|>}}]'
-    assert with_masks.is_complete(with_masks.feed(with_masks.initial_state(2), text))
-    assert with_masks.feed(with_masks.initial_state(1), text) is None  # the row has one span: <|v0|> only
-    assert with_masks.feed(with_masks.initial_state(0), text) is None
-    assert CallListAutomaton(REG).feed(CallListAutomaton(REG).initial_state(2), text) is None
+
+    def complete(numbers, text, automaton=with_masks):
+        state = automaton.feed(automaton.initial_state(numbers), text)
+        return state is not None and automaton.is_complete(state)
+
+    n_comps = '[{"name":"pca","arguments":{"n_comps":<|v1|>}}]'
+    assert complete((7, 9), n_comps)
+    assert not complete((7,), n_comps)  # the row has one span: <|v0|> only
+    assert not complete((), n_comps)
+    assert not complete((7, None), n_comps)  # the second span is a path, not a number
+    assert not complete((7, 0.5), n_comps)  # an integer argument takes no fraction
+    assert complete((7, 0.5), '[{"name":"leiden","arguments":{"resolution":<|v1|>}}]')
+    assert not complete((7, 9), n_comps, CallListAutomaton(REG))  # a model without placeholders
+    # bounds: singlecell's filter_cells takes min_genes from 1 to 500
+    singlecell = CallListAutomaton(ToolRegistry.from_file(ROOT / "grammars" / "singlecell" / "tools.json"),
+                                   placeholders=True)
+    min_genes = '[{"name":"filter_cells","arguments":{"min_genes":<|v0|>}}]'
+    assert complete((200,), min_genes, singlecell) and not complete((1000,), min_genes, singlecell)
     # closing from inside a placeholder costs exactly its rest
-    state = with_masks.feed(with_masks.initial_state(2), '[{"name":"pca","arguments":{"n_comps":<|v')
+    state = with_masks.feed(with_masks.initial_state((7, 9)), '[{"name":"pca","arguments":{"n_comps":<|v')
     assert with_masks.min_close(state) == len('0|>}}]')
 
 
@@ -238,7 +251,7 @@ def test_the_processor_allows_each_row_the_placeholders_of_its_own_instruction()
     tokenizer = train_tokenizer(example_texts(examples), vocab_size=600, extra_tokens=placeholder_tokens())
     ids = tokenizer.convert_tokens_to_ids(placeholder_tokens())
     decoder = ConstrainedDecoder(REG, tokenizer, placeholders=True)
-    processor = decoder.logits_processor(64, [1, 3])  # row 0 has one span, row 1 three
+    processor = decoder.logits_processor(64, [(5,), (5, 6, 7)])  # row 0 has one number, row 1 three
     prefix = tokenizer('[{"name":"pca","arguments":{"n_comps":', add_special_tokens=False)["input_ids"]
     prompt = torch.zeros((2, 5), dtype=torch.long)
     vocab = len(tokenizer)

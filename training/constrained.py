@@ -10,8 +10,9 @@ language of a domain, derived from its :class:`~grammar_engine.tools.ToolRegistr
     pair  := '"' ARG '":' value(schema of ARG)
     value := integer | number | true/false | "enum value" | "non-empty string"
            | ["string", ...] (non-empty; enum items when the schema has them)
-           | <|vK|> for an integer or number, with ``placeholders``
-             (:mod:`training.value_placeholders`; a string placeholder is a string)
+           | <|vK|> for an integer or number, with ``placeholders``: a span of the row's
+             instruction whose number fits the argument (type and bounds; see
+             :mod:`training.value_placeholders`; a string placeholder is a string)
 
 No whitespace is allowed: the plain-format model is trained on exactly this compact form
 (:func:`training.data.calls_to_json`), and forbidding it keeps an untrained model from padding
@@ -77,6 +78,7 @@ class _Slot:
     kind: str  # int, num, bool, enum, str, arr
     options: tuple[str, ...] = ()
     item: _Slot | None = None  # for arr: the item slot (enum or str)
+    bounds: tuple[float | None, float | None] = (None, None)  # int, num: the schema's minimum and maximum
 
     @property
     def min_len(self) -> int:
@@ -104,6 +106,8 @@ def _slot(schema: dict[str, Any]) -> _Slot:
         return _Slot("arr", item=_Slot("enum", tuple(_escaped(str(v)) for v in enum)) if enum else _Slot("str"))
     if kind == "str" and schema.get("enum"):
         return _Slot("enum", tuple(_escaped(str(v)) for v in schema["enum"]))
+    if kind in ("int", "num"):
+        return _Slot(kind, bounds=(schema.get("minimum"), schema.get("maximum")))
     return _Slot(kind)
 
 
@@ -124,7 +128,8 @@ class CallListAutomaton:
         Whether ``[]`` is a valid output.
     placeholders
         Whether a number argument may be a value placeholder (``<|v0|>``), for a model trained
-        with them.
+        with them: one whose span is a number that fits the argument (rows start from
+        :meth:`initial_state` with their spans' numbers).
 
     Examples
     --------
@@ -218,7 +223,7 @@ class CallListAutomaton:
         elif tag == "word":
             value = min(len(o) - len(item[1]) for o in _BOOLS if o.startswith(item[1]))
         elif tag == "placeholder":
-            value = min(len(p) - len(item[1]) for p in self.placeholders if p.startswith(item[1]))
+            value = min(len(p) - len(item[1]) for p in item[2] if p.startswith(item[1]))
         elif tag == "choice":
             value = min(len(o) - len(item[2]) for o in item[1] if o.startswith(item[2])) + 1
         elif tag == "str":
@@ -237,10 +242,8 @@ class CallListAutomaton:
     # -- stepping -----------------------------------------------------------------------------
 
     def _value_items(self, slot: _Slot) -> State:
-        if slot.kind == "int":
-            return (("int", "S"),)
-        if slot.kind == "num":
-            return (("num", "S"),)
+        if slot.kind in ("int", "num"):  # the bounds only matter to a placeholder, at the first character
+            return ((slot.kind, "S", slot.bounds) if self.placeholders else (slot.kind, "S"),)
         if slot.kind == "bool":
             return (("word", ""),)
         if slot.kind == "enum":
@@ -277,8 +280,9 @@ class CallListAutomaton:
                 return rest + (("str", True, False),) if not nonempty else state
             if tag in ("int", "num"):
                 phase = item[1]
-                if phase == "S" and ch == "<" and self._placeholders_of(state):
-                    return rest + (("placeholder", "<"),)
+                if phase == "S" and ch == "<":
+                    allowed = self._placeholders_for(state, tag, item[2] if len(item) > 2 else (None, None))
+                    return rest + (("placeholder", "<", allowed),) if allowed else None
                 nxt = self._number_step(tag, phase, ch)
                 if nxt is not None:
                     return rest + ((tag, nxt),) if nxt != phase else state
@@ -324,11 +328,11 @@ class CallListAutomaton:
                 grown = prefix + ch
                 return rest + (("name", grown),) if grown in self._name_prefixes else None
             if tag == "placeholder":
-                grown = item[1] + ch
-                allowed = self._placeholders_of(state)
+                _, prefix, allowed = item
+                grown = prefix + ch
                 if grown in allowed:
                     return rest
-                return rest + (("placeholder", grown),) if any(p.startswith(grown) for p in allowed) else None
+                return rest + (("placeholder", grown, allowed),) if any(p.startswith(grown) for p in allowed) else None
             if tag == "word":
                 grown = item[1] + ch
                 if grown in _BOOLS:
@@ -356,15 +360,24 @@ class CallListAutomaton:
                 return (("end",) + item[1:], ("calls", "F")) if ch == "[" else None
             return None  # "end": nothing may follow the list
 
-    def _placeholders_of(self, state: State) -> tuple[str, ...]:
-        """The placeholders a number may be in ``state``: as many as the row's instruction has
-        spans (kept by the bottom item, see :meth:`initial_state`)."""
+    def _placeholders_for(self, state: State, tag: str, bounds: tuple[float | None, float | None]) -> tuple[str, ...]:
+        """The placeholders a number argument may take in ``state``: those whose span in the row's
+        instruction (kept by the bottom item, see :meth:`initial_state`) is a number of the
+        argument's type within its bounds."""
         bottom = state[0]
-        return self.placeholders[:bottom[1]] if len(bottom) > 1 else ()
+        if not self.placeholders or len(bottom) < 2:
+            return ()
+        low, high = bounds
+        return tuple(
+            self.placeholders[index] for index, number in enumerate(bottom[1][:len(self.placeholders)])
+            if number is not None and (tag != "int" or float(number).is_integer())
+            and (low is None or number >= low) and (high is None or number <= high)
+        )
 
-    def initial_state(self, placeholders: int = 0) -> State:
-        """The state before the first character, for an instruction with ``placeholders`` spans."""
-        return (("start", placeholders),) if placeholders and self.placeholders else self.initial
+    def initial_state(self, numbers: Sequence[float | None] = ()) -> State:
+        """The state before the first character, for an instruction whose placeholder spans mean
+        ``numbers`` (None for a span that is not a number, such as a path)."""
+        return (("start", tuple(numbers)),) if numbers and self.placeholders else self.initial
 
     @staticmethod
     def _number_step(tag: str, phase: str, ch: str) -> str | None:
@@ -565,9 +578,9 @@ class ConstrainedDecoder:
         return table
 
     def logits_processor(self, max_new_tokens: int,
-                         placeholders: Sequence[int] | None = None) -> CallListLogitsProcessor:
+                         placeholders: Sequence[Sequence[float | None]] | None = None) -> CallListLogitsProcessor:
         """A processor for one ``generate`` call of at most ``max_new_tokens`` tokens;
-        ``placeholders`` gives each row's number of value placeholders."""
+        ``placeholders`` gives, per row, the numbers its instruction's placeholder spans mean."""
         return CallListLogitsProcessor(self, max_new_tokens, placeholders)
 
 
@@ -581,7 +594,7 @@ class CallListLogitsProcessor:
     """
 
     def __init__(self, decoder: ConstrainedDecoder, max_new_tokens: int,
-                 placeholders: Sequence[int] | None = None) -> None:
+                 placeholders: Sequence[Sequence[float | None]] | None = None) -> None:
         self.decoder = decoder
         self.max_new_tokens = max_new_tokens
         self.placeholders = list(placeholders) if placeholders is not None else None
@@ -598,8 +611,8 @@ class CallListLogitsProcessor:
         rows, vocab = scores.shape
         if self.prompt_length is None:
             self.prompt_length = input_ids.shape[1]
-            counts = self.placeholders if self.placeholders and len(self.placeholders) == rows else [0] * rows
-            self.states = [automaton.initial_state(n) for n in counts]
+            numbers = self.placeholders if self.placeholders and len(self.placeholders) == rows else [()] * rows
+            self.states = [automaton.initial_state(row_numbers) for row_numbers in numbers]
             self.consumed = [0] * rows
             self.finished = [False] * rows
         generated = input_ids.shape[1] - self.prompt_length

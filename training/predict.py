@@ -212,7 +212,8 @@ class Predictor:
             "eos_token_id": eos, "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
         }
         if self.constrained is not None:
-            kwargs["logits_processor"] = [self.constrained.logits_processor(budget, [len(s) for s in spans])]
+            kwargs["logits_processor"] = [self.constrained.logits_processor(
+                budget, [[span.number for span in row] for row in spans])]
         with torch.inference_mode():
             output = self.model.generate(**encoded, **kwargs)
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
