@@ -33,7 +33,7 @@ def test_numbers_are_read_in_every_digit_form_and_not_inside_words():
     assert texts(spans) == [("10,000", 10000), ("10k", 10000), ("1e4", 10000), ("0.5", 0.5), ("2000", 2000)]
     assert masked == "normalize to <|v0|> (or <|v1|>, <|v2|>), res <|v3|>, then log1p and a 3D umap, hvg <|v4|>"
     # a digit that is part of a name stays in it
-    assert masks.spans("Buchwald coupling of 2-bromopyridine and 1,3-butadiene") == []
+    assert masks.spans("Buchwald coupling of 2-bromopyridine and 1,3-butadiene, then [13CH4] and C%10CC%10") == []
     assert texts(masks.spans("keep clusters 1,2 and 5")) == [("1", 1), ("2", 2), ("5", 5)]
 
 

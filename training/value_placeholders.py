@@ -15,7 +15,8 @@ number written in words, ``CPM`` for ``1000000``) is written as before, so the m
 those. Which spans count:
 
 - numbers written with digits: ``200``, ``10,000``, ``0.5``, ``1e4``, ``10k`` (not digits inside a
-  word or a name, like ``log1p``, ``3D``, ``2-bromopyridine`` or ``1,3-butadiene``);
+  word or a name, like ``log1p``, ``3D``, ``2-bromopyridine``, ``1,3-butadiene`` or the SMILES
+  ``[13CH4]``);
 - paths: a word with a ``/`` or ``\\`` in it, or one that ends in a file extension that a path
   argument of the training corpus used (``.h5ad``); read first, so digits inside a path stay in it.
 
@@ -41,7 +42,7 @@ MAX_PLACEHOLDERS = 16
 
 _PLACEHOLDER_RE = re.compile(r"<\|v(\d+)\|>")
 _NUMBER_RE = re.compile(
-    r"(?<![\w./\\-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[kKmM](?!\w))?(?![\w/\\-]|\.\d|,[\d,]+-)"
+    r"(?<![\w./\\\-\[%])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[kKmM](?!\w))?(?![\w/\\-]|\.\d|,[\d,]+-)"
 )
 _WORD_RE = re.compile(r"\S+")
 _OPENING = "\"'`([{<"
