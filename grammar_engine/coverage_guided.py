@@ -25,9 +25,9 @@ for the 2-paths, tool pairs and values, until it brings fewer new 2-paths per sa
 focused derivation would (:data:`PATH_FOCUS_SHARE` of ``focus_below``); the 2-paths left are
 then taken one at a time the same way: the shortest route to the parent expansion, then below it
 the shortest route to the child through helper expansions (:meth:`CoverageChooser.given_up_paths`);
-a 2-path whose parent or child was given up uncovered is skipped. Once :data:`REST_PATIENCE` samples in a row after that cover no tool pair or value,
-every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and the stream
-can stop (``until_covered``).
+a 2-path whose parent or child was given up uncovered is skipped. Once :data:`REST_PATIENCE`
+samples in a row after that cover no tool pair or value, every target counts as covered or given
+up (:attr:`CoverageChooser.exhausted`) and the stream can stop (``until_covered``).
 
 Registered as ``sample(..., strategy="coverage")``; options ``fallback``, ``targets`` (kinds to
 steer toward), ``max_repeat``, ``max_size``, ``focus_below``, ``focus_tries``,
@@ -155,9 +155,14 @@ class CoverageChooser(Chooser):
         """Whether every target counts as covered or given up: the expansions and 2-paths after their
         focus, the other kinds after :data:`REST_PATIENCE` accepted samples in a row that cover none
         of them (once true, it stays true)."""
-        if not self._exhausted and self.phase == "rest" and (self._path_queue is not None or not self.path_ids):
+        if not self._exhausted and self.phase == "rest" and self._paths_in_focus:
             self._exhausted = self.done or self._accepted - self._rest_since >= REST_PATIENCE
         return self._exhausted
+
+    @property
+    def _paths_in_focus(self) -> bool:
+        """Whether the 2-paths are past broad steering: their focus has begun, or there are none."""
+        return self._path_queue is not None or not self.path_ids
 
     def given_up_expansions(self) -> frozenset[int]:
         """The expansion targets given up so far (a sample may have covered some since, by the way)."""
@@ -247,7 +252,7 @@ class CoverageChooser(Chooser):
             self.unc_exp = 0
         elif self.phase == "rest":
             # broad steering for the 2-paths until it stalls too; then they are taken one at a time
-            if self._path_queue is not None or not self.path_ids:
+            if self._paths_in_focus:
                 return
             stalled = (self._accepted - self._rest_entered >= FOCUS_WARMUP
                        and self._path_gain < self.focus_below * PATH_FOCUS_SHARE)
