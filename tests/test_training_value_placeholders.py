@@ -50,6 +50,25 @@ def test_paths_are_words_with_a_separator_or_a_known_extension():
     assert texts(ValuePlaceholders(["smi"]).spans("filter library.smi")) == [("library.smi", None)]
 
 
+def test_the_numbers_of_a_numbered_list_are_not_values():
+    masks = ValuePlaceholders(["h5ad"])
+    masked, spans = masks.mask("1. load data/lung.h5ad 2. filter genes in less than 10 cells 3. normalize to 1e4 "
+                               "4. log1p")
+    assert masked == "1. load <|v0|> 2. filter genes in less than <|v1|> cells 3. normalize to <|v2|> 4. log1p"
+    assert texts(spans) == [("data/lung.h5ad", None), ("10", 10), ("1e4", 10000)]
+    assert masks.mask("1) pca w/ 30 PCs\n2) neighbors using all 30 PCs\n(3) umap")[0] == (
+        "1) pca w/ <|v0|> PCs\n2) neighbors using all <|v1|> PCs\n(3) umap")
+    assert masks.mask("Step 7: pca\n- step 8: plot it")[0] == "Step 7: pca\n- step 8: plot it"
+    # a number that closes a clause, or skips the list's order, is a value
+    assert masks.mask("scale (max value 1) and keep genes in at least 3. 4. then plot")[0] == (
+        "scale (max value <|v0|>) and keep genes in at least <|v1|>. <|v2|>. then plot")
+    assert masks.mask("1. res 0.5 3. umap")[0] == "1. res <|v0|> <|v1|>. umap"
+    # a model directory from before keeps masking them, as it was trained
+    old = ValuePlaceholders.from_dict({"extensions": ["h5ad"]})
+    assert old.mask("1. load x.h5ad 2. pca")[0] == "<|v0|>. load <|v1|> <|v2|>. pca"
+    assert ValuePlaceholders.from_dict(masks.to_dict()).mask("1. pca")[0] == "1. pca"
+
+
 def test_spans_past_the_limit_stay_as_written():
     text = " ".join(str(n) for n in range(MAX_PLACEHOLDERS + 3))
     masked, spans = ValuePlaceholders().mask(text)

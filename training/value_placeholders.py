@@ -20,6 +20,11 @@ those. Which spans count:
 - paths: a word with a ``/`` or ``\\`` in it, or one that ends in a file extension that a path
   argument of the training corpus used (``.h5ad``); read first, so digits inside a path stay in it.
 
+The numbers of a numbered list (``1. load ... 2. filter ...``, ``1)``, ``Step 3:``) are not values
+and stay as written: a number of one or two digits followed by ``.``, ``)`` or ``:`` and a space
+that starts the text or a line, or that comes one after the list's last number. Masked, they
+would take the first placeholders and shift every value the calls refer to.
+
 The extensions travel with the model (``value_placeholders`` in ``model_info.json``), so a model
 directory masks instructions exactly as in training.
 """
@@ -45,6 +50,9 @@ _NUMBER_RE = re.compile(
     r"(?<![\w./\\\-\[%])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[kKmM](?!\w))?(?![\w/\\-]|\.\d|,[\d,]+-)"
 )
 _WORD_RE = re.compile(r"\S+")
+# a list item's number: "1.", "2)", "(3)", "Step 4:", then a space or the end of the text
+_MARKER_AFTER_RE = re.compile(r"[.):](?=\s|$)")
+_MARKER_BEFORE_RE = re.compile(r"(?:^|\n)[ \t]*(?:[-*•][ \t]*)?(?:step[ \t]*)?\(?$", re.IGNORECASE)
 _OPENING = "\"'`([{<"
 _CLOSING = "\"'`)]}>.,;:!?"
 
@@ -77,11 +85,15 @@ class ValuePlaceholders:
     extensions
         File extensions (without the dot, any case) that make a word a path even without a
         ``/``: those of the path arguments in the training corpus (:meth:`from_records`).
+    list_markers
+        Leave the numbers of a numbered list as written (see the module docstring). A model
+        directory written before this option masks them, and :meth:`from_dict` keeps that.
     """
 
-    def __init__(self, extensions: Iterable[str] = ()) -> None:
+    def __init__(self, extensions: Iterable[str] = (), *, list_markers: bool = True) -> None:
         self.extensions = sorted({e.lower().lstrip(".") for e in extensions if e.strip(".")})
         self._extension_set = frozenset(self.extensions)
+        self.list_markers = list_markers
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], registry: ToolRegistry | None) -> ValuePlaceholders:
@@ -103,12 +115,12 @@ class ValuePlaceholders:
 
     def to_dict(self) -> dict[str, Any]:
         """What ``model_info.json`` keeps (:meth:`from_dict` reads it back)."""
-        return {"extensions": list(self.extensions)}
+        return {"extensions": list(self.extensions), "list_markers": self.list_markers}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ValuePlaceholders:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(data.get("extensions") or ())
+        return cls(data.get("extensions") or (), list_markers=bool(data.get("list_markers", False)))
 
     # -- finding spans ---------------------------------------------------------------------------
 
@@ -122,6 +134,16 @@ class ValuePlaceholders:
         return bool(re.search(r"\.[A-Za-z]\w{0,7}$", word) or word.startswith(("/", "~", ".", "\\"))
                     or len(re.findall(r"[/\\]", word)) >= 2)
 
+    @staticmethod
+    def _is_marker(text: str, match: re.Match[str], last_marker: int | None) -> bool:
+        """Whether a number is a list item's: ``1.`` starting a line, or the last item's plus one."""
+        digits = match.group(0)
+        if not (digits.isdigit() and len(digits) <= 2 and _MARKER_AFTER_RE.match(text, match.end())):
+            return False
+        if last_marker is not None and int(digits) == last_marker + 1:
+            return True
+        return bool(_MARKER_BEFORE_RE.search(text, 0, match.start()))
+
     def spans(self, text: str) -> list[Span]:
         """The paths and numbers of ``text``, left to right, at most :data:`MAX_PLACEHOLDERS`."""
         found: list[Span] = []
@@ -133,8 +155,12 @@ class ValuePlaceholders:
             if word and self._is_path(word):
                 found.append(Span(start, start + len(word), word))
                 taken.append((start, start + len(word)))
+        last_marker: int | None = None
         for match in _NUMBER_RE.finditer(text):
             if any(start < match.end() and match.start() < end for start, end in taken):
+                continue
+            if self.list_markers and self._is_marker(text, match, last_marker):
+                last_marker = int(match.group(0))
                 continue
             try:
                 number = parse_number(match.group(0))
