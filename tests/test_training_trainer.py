@@ -187,6 +187,21 @@ def test_cli_train_command(corpus, tmp_path, capsys):
     assert main(["train", str(corpus), "--output", str(tmp_path / "m"), "--lr", "-1"]) == 2
 
 
+def test_every_train_flag_reaches_the_config():
+    import argparse
+
+    from training.cli import _TRAIN_FLAGS, _train_config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    given = {name: kind(7) for _flag, name, kind in _TRAIN_FLAGS}
+    argv = ["train", "corpus", "--output", "model"]
+    for flag, name, _kind in _TRAIN_FLAGS:
+        argv += [flag, str(given[name])]
+    config = _train_config(parser.parse_args(argv)).to_dict()
+    assert {name: config[name] for name in given} == given
+
+
 DDP_SCRIPT = textwrap.dedent("""
     import hashlib, json, os, sys
     import torch

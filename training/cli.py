@@ -51,6 +51,17 @@ def _error(message: str) -> int:
     return 1
 
 
+# the TrainConfig fields `train` takes as flags: (flag, field, type)
+_TRAIN_FLAGS = (
+    ("--epochs", "epochs", float), ("--max-steps", "max_steps", int),
+    ("--max-tokens", "max_tokens", int), ("--max-minutes", "max_minutes", float),
+    ("--batch-size", "batch_size", int), ("--lr", "lr", float), ("--grad-accum", "grad_accum", int),
+    ("--group-by-length", "group_by_length", int),
+    ("--seed", "seed", int), ("--checkpoint-every", "checkpoint_every", int),
+    ("--max-length", "max_length", int), ("--threads", "num_threads", int), ("--log-every", "log_every", int),
+)
+
+
 def _add_train(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="fine-tune a model on a sampled corpus",
                               description="Train a model on CORPUS_DIR (train split) and save it to MODEL_DIR.")
@@ -63,14 +74,7 @@ def _add_train(subparsers: Any) -> None:
     p.add_argument("--lora-r", type=int, default=None, help=_help(AdapterConfig, "r"))
     p.add_argument("--prompt-format", choices=("auto", "plain", "chat"), default=None,
                    help=_help(ModelConfig, "prompt_format"))
-    for flag, name, kind in (
-        ("--epochs", "epochs", float), ("--max-steps", "max_steps", int),
-        ("--max-tokens", "max_tokens", int), ("--max-minutes", "max_minutes", float),
-        ("--batch-size", "batch_size", int), ("--lr", "lr", float), ("--grad-accum", "grad_accum", int),
-        ("--group-by-length", "group_by_length", int),
-        ("--seed", "seed", int), ("--checkpoint-every", "checkpoint_every", int),
-        ("--max-length", "max_length", int), ("--threads", "num_threads", int), ("--log-every", "log_every", int),
-    ):
+    for flag, name, kind in _TRAIN_FLAGS:
         p.add_argument(flag, dest=name, type=kind, default=None, help=_help(TrainConfig, name))
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=("auto", "no", "bf16", "fp16"), default=None,
                    help=_help(TrainConfig, "mixed_precision"))
@@ -161,8 +165,7 @@ def register(subparsers: Any) -> None:
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
     base["corpus_dir"] = str(args.corpus_dir)
-    for name in ("output_dir", "epochs", "max_steps", "max_tokens", "max_minutes", "batch_size", "lr", "grad_accum", "seed",
-                 "checkpoint_every", "max_length", "num_threads", "log_every", "mixed_precision", "resume",
+    for name in ("output_dir", *(name for _flag, name, _kind in _TRAIN_FLAGS), "mixed_precision", "resume",
                  "progress"):
         value = getattr(args, name, None)
         if value is not None:
