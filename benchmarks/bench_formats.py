@@ -5,7 +5,8 @@ it off, on the same corpus, seed and token budget:
 
 ``split_spaces``
     Every space its own token (so a value copied from the instruction keeps its tokens) against
-    the byte-level BPE's usual joining of a space to the word after it.
+    the byte-level BPE's usual joining of a space to the word after it. Singlecell ships it on
+    (``grammars/singlecell/training.json``); chem keeps the default, off.
 ``molecule_names``
     A molecule the instruction names is written by that name and read back as its SMILES
     (chem), against writing the SMILES.
@@ -37,7 +38,7 @@ from experiment import gold_records, save_report, scores_table, train_in_paralle
 FORMATS: dict[str, dict[str, bool]] = {
     "spaces joined, SMILES": {"split_spaces": False, "molecule_names": False},
     "spaces split, SMILES": {"split_spaces": True, "molecule_names": False},
-    "spaces joined, names (default)": {"split_spaces": False, "molecule_names": True},
+    "spaces joined, names": {"split_spaces": False, "molecule_names": True},
     "spaces split, names": {"split_spaces": True, "molecule_names": True},
 }
 TEST_SETS = ("heldout", "recorded", "unseen")
@@ -46,6 +47,7 @@ TEST_SETS = ("heldout", "recorded", "unseen")
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import grammar_engine
     from grammar_engine.corpus import write_corpus
+    from training.config import domain_train_config
     from training.data import read_corpus
 
     out = Path(args.out)
@@ -64,13 +66,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              for i, r in enumerate(gold_records(grammar.recorded_path, require_calls=True))],
                 "unseen": [{**r, "id": f"u{i}"}
                            for i, r in enumerate(gold_records(grammar.unseen_path, require_calls=True))]}
+        default = domain_train_config(domain_dir).model  # the domain's own setting is marked "(default)"
         for name, model in FORMATS.items():
             if args.skip and any(part in name for part in args.skip):
                 continue
             if not has_molecules:  # the molecule option changes nothing here: one row per space setting
                 if not model["molecule_names"]:
                     continue
-                name = name.split(",")[0] + ("" if model["split_spaces"] else " (default)")
+                name = name.split(",")[0]
+            if all(getattr(default, key) == value for key, value in model.items()):
+                name += " (default)"
             jobs[(domain, name)] = {
                 "domain_dir": str(domain_dir), "corpus": str(corpus), "tokens": args.tokens,
                 "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads, "test_sets": sets,

@@ -1,5 +1,5 @@
-"""What five defaults buy: sessions, sentence case, length-grouped batches, the tiny model's width
-and value placeholders.
+"""What six defaults buy: sessions, sentence case, length-grouped batches, the tiny model's width,
+value placeholders and the domain's space setting.
 
 Each default is measured against turning it off, with everything else fixed (grammar, seed,
 corpus size, tiny model, the same wall-clock training budget, models trained side by side so
@@ -27,6 +27,11 @@ that they share the machine alike):
     The numbers and paths of an instruction written as numbered placeholders in prompt and
     target, and put back after generation (:mod:`training.value_placeholders`), against the
     model writing them out itself.
+``spaces``
+    Every space its own token against the BPE's joining of a space to the next word, starting
+    from the domain's own settings (``DOMAIN_DIR/training.json``): singlecell splits spaces (its
+    genes, obs keys and labels are copied word for word), chem keeps them joined. The model named
+    after the other setting is the one that differs from the defaults.
 
 Each model is scored on the held-out split of the default corpus (phrasing x tool combinations
 no training record has), on the recorded instructions and on ``unseen.jsonl``::
@@ -34,6 +39,7 @@ no training record has), on the recorded instructions and on ``unseen.jsonl``::
     python benchmarks/bench_training.py --out runs/bench-training          # singlecell, about 35 min
     python benchmarks/bench_training.py --models "hidden 128 (0.9M parameters)" defaults  # one pair, 8 min
     python benchmarks/bench_training.py --models "no value placeholders" defaults --domains singlecell chem
+    python benchmarks/bench_training.py --models "spaces joined" defaults --domains singlecell
 
 It prints a markdown table and writes ``results.json`` and ``training.md`` under ``--out``.
 """
@@ -60,6 +66,8 @@ MODELS: dict[str, tuple[float, float, int, dict[str, Any]]] = {
     "plain batches": (4.0, 0.5, 1, {}),
     "hidden 128 (0.9M parameters)": (4.0, 0.5, 64, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
     "no value placeholders": (4.0, 0.5, 64, {"value_placeholders": False}),
+    "spaces joined": (4.0, 0.5, 64, {"split_spaces": False}),
+    "spaces split": (4.0, 0.5, 64, {"split_spaces": True}),
     "defaults": (4.0, 0.5, 64, {}),
 }
 DEFAULTS = (4.0, 0.5)

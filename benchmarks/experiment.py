@@ -71,16 +71,18 @@ def gold_records(path: Path | None, *, require_calls: bool = False) -> list[dict
 def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
     """Train one model and evaluate it on its test sets (runs in a worker process of its own)."""
     import grammar_engine
-    from training.config import ModelConfig, TrainConfig
+    from training.config import TrainConfig, domain_train_config
     from training.evaluation import evaluate_predictions
     from training.predict import Predictor
     from training.trainer import train
 
     grammar = grammar_engine.load(job["domain_dir"])
-    config = TrainConfig(corpus_dir=job["corpus"], output_dir=job["output"], max_tokens=job.get("tokens"),
-                         max_minutes=job.get("minutes"), batch_size=job["batch_size"], seed=job["seed"],
-                         progress=False, plot=False, checkpoint_every=10**9, num_threads=job["threads"],
-                         model=ModelConfig(**job.get("model", {})), **job.get("train", {}))
+    settings = domain_train_config(job["domain_dir"]).to_dict()  # the domain's own settings, then the job's
+    settings.update(corpus_dir=job["corpus"], output_dir=job["output"], max_tokens=job.get("tokens"),
+                    max_minutes=job.get("minutes"), batch_size=job["batch_size"], seed=job["seed"], progress=False,
+                    plot=False, checkpoint_every=10**9, num_threads=job["threads"], **job.get("train", {}))
+    settings["model"].update(job.get("model", {}))
+    config = TrainConfig.from_dict(settings)
     result = train(config)
     predictor = Predictor.from_pretrained(config.output_dir)
     scores: dict[str, dict[str, float]] = {}

@@ -24,6 +24,7 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
               {"id": "u2", "instruction": "cluster the cells, please, with leiden",
                "calls": [{"name": "cluster", "arguments": {}}]}]
     (domain / "unseen.jsonl").write_text("".join(json.dumps(u) + "\n" for u in unseen) + "not json\n")
+    (domain / "training.json").write_text('{"lr": 0.002, "num_threads": 1, "model": {"split_spaces": true}}')
     out = tmp_path / "run"
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
@@ -33,8 +34,11 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
     finally:
         torch.set_num_threads(threads)  # the trainer sets it for the process
     assert code == 0
-    assert json.loads((out / "model" / "training_config.json").read_text())["num_threads"] == 2
+    # the domain's training.json sets what the command line leaves alone
+    trained = json.loads((out / "model" / "training_config.json").read_text())
+    assert (trained["num_threads"], trained["lr"], trained["model"]["split_spaces"]) == (2, 0.002, True)
     report = (out / "report.md").read_text()
+    assert f"Settings of the domain: `{domain / 'training.json'}`" in report
     assert "## Evaluation on the recorded set" in report and "| parser+model |" in report
     assert "![coverage against samples](coverage.png)" in report
     figures = json.loads((out / "report.json").read_text())

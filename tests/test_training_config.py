@@ -124,3 +124,27 @@ def test_public_names_match_all():
     public = {name for name in vars(training) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(training, name)).__name__ == "module"}
     assert set(training.__all__) == public - modules - {"annotations"}
+
+
+def test_a_config_file_error_names_the_file_line_and_column(tmp_path):
+    bad = tmp_path / "training.json"
+    bad.write_text('{"lr": 0.1,\n "epochs": }')
+    with pytest.raises(ConfigError, match=r"training\.json:2:12: TrainConfig: invalid JSON"):
+        TrainConfig.load(bad)
+    bad.write_text('{"lr": -1}')
+    with pytest.raises(ConfigError, match=r"training\.json: TrainConfig\.lr must be > 0"):
+        TrainConfig.load(bad)
+    bad.write_text("[1]")
+    with pytest.raises(ConfigError, match="a config is a JSON object"):
+        TrainConfig.load(bad)
+
+
+def test_a_domain_ships_its_training_settings(tmp_path):
+    from training.config import domain_train_config
+
+    root = Path(__file__).resolve().parent.parent / "grammars"
+    assert domain_train_config(root / "singlecell").model.split_spaces is True
+    assert domain_train_config(root / "chem").to_dict() == TrainConfig().to_dict()  # no file: the defaults
+    (tmp_path / "training.json").write_text('{"model": {"hidden_size": 48, "num_heads": 5}}')
+    with pytest.raises(ConfigError, match="training.json: ModelConfig.num_heads must divide hidden_size"):
+        domain_train_config(tmp_path)

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from grammar_engine.errors import InvalidArgument
+from grammar_engine.errors import InvalidArgument, Location
 
 __all__ = [
     "AdapterConfig",
     "ConfigError",
     "DecodeConfig",
     "ModelConfig",
+    "DOMAIN_TRAINING_FILE",
     "TrainConfig",
+    "domain_train_config",
     "field_help",
 ]
 
@@ -135,11 +137,26 @@ class _JsonConfig:
     @classmethod
     def from_json(cls: type[_C], text: str) -> _C:
         """Parse :meth:`to_json` output."""
+        return cls._from_text(text, None)
+
+    @classmethod
+    def _from_text(cls: type[_C], text: str, path: str | Path | None) -> _C:
+        where = f"{path}: " if path is not None else ""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{cls.__name__}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data)
+            location = Location(str(path), exc.lineno, exc.colno) if path is not None else None
+            raise ConfigError(f"{cls.__name__}: invalid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})",
+                              location, hint="a config file is one JSON object of field names and values") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}{cls.__name__}: a config is a JSON object, got {type(data).__name__}",
+                              hint='write {"field": value, ...}')
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            if path is None:
+                raise
+            raise ConfigError(f"{where}{exc.message}", hint=exc.hint) from None
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` and return it."""
@@ -150,8 +167,18 @@ class _JsonConfig:
 
     @classmethod
     def load(cls: type[_C], path: str | Path) -> _C:
-        """Read a config written by :meth:`save`."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        """Read a config written by :meth:`save`, or by hand (any subset of the fields).
+
+        Raises
+        ------
+        ConfigError
+            Naming ``path`` (and the line and column of a JSON syntax error) for a bad file.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config ({exc})", hint="pass a UTF-8 JSON file") from None
+        return cls._from_text(text, path)
 
 
 @dataclass
@@ -190,8 +217,8 @@ class ModelConfig(_JsonConfig):
     split_spaces: bool = field(
         default=False,
         metadata={"help": "tiny tokenizer: every space its own token, so a word is spelled with the same "
-                          "tokens in the instruction and in the calls (off: measured worse, see "
-                          "benchmarks/bench_formats.py)"},
+                          "tokens in the instruction and in the calls (a domain's training.json turns it on "
+                          "where it measured better: singlecell, not chem)"},
     )
     molecule_names: bool = field(
         default=True,
@@ -391,3 +418,18 @@ class DecodeConfig(_JsonConfig):
         self._check_int("batch_size")
         self._check_int("max_new_tokens", allow_none=True, minimum=8)
         self._check_int("num_threads", minimum=0)
+
+
+DOMAIN_TRAINING_FILE = "training.json"
+"""A domain folder's training settings: a :class:`TrainConfig` JSON object with the fields whose
+best value was measured for that domain (``{"model": {"split_spaces": true}}``)."""
+
+
+def domain_train_config(domain_dir: str | Path) -> TrainConfig:
+    """The training settings ``domain_dir`` ships in :data:`DOMAIN_TRAINING_FILE`, else the defaults.
+
+    The pipeline and the benchmarks start from these; ``grammar-engine train --config
+    DOMAIN_DIR/training.json`` does the same by hand.
+    """
+    path = Path(domain_dir) / DOMAIN_TRAINING_FILE
+    return TrainConfig.load(path) if path.is_file() else TrainConfig()

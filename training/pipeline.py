@@ -172,7 +172,7 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
     from grammar_engine.recordings import Record, read_instructions
     from grammar_engine.recovery import parse_with_recovery
 
-    from .config import TrainConfig
+    from .config import DOMAIN_TRAINING_FILE, TrainConfig, domain_train_config
     from .data import read_corpus
     from .evaluation import compare_systems
     from .predict import Predictor
@@ -223,11 +223,15 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
 
     start = _stage(4, stages, f"train the {config.model} model (up to {config.max_minutes:g} min)")
     model_dir = out / "model"
-    train_config = TrainConfig(corpus_dir=str(corpus_dir), output_dir=str(model_dir), max_minutes=config.max_minutes,
-                               seed=config.seed, progress=config.progress, num_threads=config.threads)
-    train_config.model.name_or_path = config.model
+    settings = domain_train_config(config.domain_dir).to_dict()  # the domain's measured settings, if any
+    settings.update(corpus_dir=str(corpus_dir), output_dir=str(model_dir), max_minutes=config.max_minutes,
+                    seed=config.seed, progress=config.progress, num_threads=config.threads)
+    settings["model"]["name_or_path"] = config.model
+    train_config = TrainConfig.from_dict(settings)
     result = train(train_config)
-    figures["training"] = {"steps": result.steps, "stopped": result.stopped, "final_loss": result.final_loss,
+    settings_file = Path(config.domain_dir) / DOMAIN_TRAINING_FILE
+    figures["training"] = {"settings": str(settings_file) if settings_file.is_file() else None,
+                           "steps": result.steps, "stopped": result.stopped, "final_loss": result.final_loss,
                            "tokens_per_second": result.tokens_per_second, "elapsed_s": result.elapsed_s}
     _done(start, result.summary())
 
@@ -312,7 +316,8 @@ def _report_markdown(grammar: Any, config: PipelineConfig, figures: dict[str, An
     training = figures["training"]
     lines += ["## Training", "", f"{training['steps']} steps ({training['stopped']}), final loss "
               f"{training['final_loss']}, {training['tokens_per_second']:,.0f} tokens/s, "
-              f"{training['elapsed_s']:.0f} s.", ""]
+              f"{training['elapsed_s']:.0f} s."
+              + (f" Settings of the domain: `{training['settings']}`." if training.get("settings") else ""), ""]
     if (out / "model" / "loss.png").exists():
         lines += ["![training loss](model/loss.png)", ""]
     about = {"recorded": "the recorded instructions (the grammar's weights were learned from them)",

@@ -3,11 +3,13 @@
 Numbers as single BPE tokens let a tiny model memorise phrasing -> value; with digits split it
 copies values digit by digit and generalizes to unseen numbers (held-out exact match 0.66 ->
 0.86 in the training notes). With ``split_spaces`` every space is a token of its own, so a word
-copied from the instruction into the calls keeps its tokens; at equal token budgets that measured
-worse (longer sequences, fewer examples: ``benchmarks/bench_formats.py``), so it is off by
-default. The byte-level alphabet covers every character, so any SMILES,
-path or gene name can be written, and every ASCII character is a single token (which
-constrained decoding relies on to close any open structure one character at a time).
+copied from the instruction into the calls keeps its tokens. It costs longer sequences, so it is
+off by default and a domain turns it on in its ``training.json`` where copying words pays for
+them: singlecell, whose genes, obs keys and labels are copied word for word (not chem).
+
+The byte-level alphabet covers every character, so any SMILES, path or gene name can be written,
+and every ASCII character is a single token (which constrained decoding relies on to close any
+open structure one character at a time).
 
 The BPE trainer stops below ``vocab_size`` on a small corpus: size the embedding from
 ``len(tokenizer)``, never from the requested size.
