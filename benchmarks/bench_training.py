@@ -32,6 +32,10 @@ that they share the machine alike):
     from the domain's own settings (``DOMAIN_DIR/training.json``): singlecell splits spaces (its
     genes, obs keys and labels are copied word for word), chem keeps them joined. The model named
     after the other setting is the one that differs from the defaults.
+``symbols``
+    Identifier-shaped words the corpus only used as string values (gene symbols, obs keys) as
+    placeholders too, against the model writing them out, again from the domain's own settings:
+    singlecell masks them, chem does not.
 
 Each model is scored on the held-out split of the default corpus (phrasing x tool combinations
 no training record has), on the recorded instructions and on ``unseen.jsonl``::
@@ -40,6 +44,7 @@ no training record has), on the recorded instructions and on ``unseen.jsonl``::
     python benchmarks/bench_training.py --models "hidden 128 (0.9M parameters)" defaults  # one pair, 8 min
     python benchmarks/bench_training.py --models "no value placeholders" defaults --domains singlecell chem
     python benchmarks/bench_training.py --models "spaces joined" defaults --domains singlecell
+    python benchmarks/bench_training.py --models "symbols as words" defaults --domains singlecell
 
 It prints a markdown table and writes ``results.json`` and ``training.md`` under ``--out``.
 """
@@ -48,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -68,10 +74,48 @@ MODELS: dict[str, tuple[float, float, int, dict[str, Any]]] = {
     "no value placeholders": (4.0, 0.5, 64, {"value_placeholders": False}),
     "spaces joined": (4.0, 0.5, 64, {"split_spaces": False}),
     "spaces split": (4.0, 0.5, 64, {"split_spaces": True}),
+    "symbols as words": (4.0, 0.5, 64, {"value_symbols": False}),
+    "symbols as values": (4.0, 0.5, 64, {"value_symbols": True}),
     "defaults": (4.0, 0.5, 64, {}),
 }
 DEFAULTS = (4.0, 0.5)
-TEST_SETS = ("heldout", "recorded", "unseen")
+TEST_SETS = ("heldout", "recorded", "unseen", "new genes")
+# real gene symbols outside the singlecell lexicon (tools.json "values", GENE), one per lexicon gene
+NEW_VALUES = {"GENE": [
+    "FOXP3", "IL2RA", "CD19", "PAX5", "SOX2", "EPCAM", "KRT18", "COL1A1", "PECAM1", "VWF", "PTPRC", "MKI67",
+    "TOP2A", "CD68", "MRC1", "ITGAX", "CLEC4C", "IRF7", "TPSAB1", "KIT", "HBB", "HBA1", "ALB", "APOA1", "INS",
+    "GCG", "SST", "TTR", "MYH11", "ACTA2", "DCN", "LUM", "PDGFRB", "RGS5", "CD34", "KDR", "CLDN5", "AQP1",
+    "SPP1", "MMP9", "CXCL8", "IL1B", "TNF", "IFNG"]}
+
+
+def with_new_values(records: list[dict[str, Any]], lexicon: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The records whose calls use a lexicon value that :data:`NEW_VALUES` replaces, with each such
+    value swapped for its replacement in the instruction and in the calls: the same requests about
+    genes the corpus never drew, so a model that recalls values instead of copying them fails."""
+    swap: dict[str, str] = {}
+    for source, replacements in NEW_VALUES.items():
+        for old, new in zip(lexicon.get(source) or (), replacements):
+            if new in (lexicon.get(source) or ()):
+                raise ValueError(f"{new} is in the {source} lexicon already")
+            swap[old] = new
+    out = []
+    for record in records:
+        used = {item for call in record["calls"] for value in call["arguments"].values()
+                for item in (value if isinstance(value, list) else [value])
+                if isinstance(item, str) and item in swap}
+        pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted(used, key=len, reverse=True)))
+                             + r")(?![\w-])") if used else None
+        if pattern is None or not pattern.search(record["instruction"]):
+            continue
+
+        def new(value: Any) -> Any:
+            return swap.get(value, value) if isinstance(value, str) else value
+
+        calls = [{**call, "arguments": {name: [new(v) for v in value] if isinstance(value, list) else new(value)
+                                        for name, value in call["arguments"].items()}} for call in record["calls"]]
+        out.append({**record, "instruction": pattern.sub(lambda m: swap[m.group(1)], record["instruction"]),
+                    "calls": calls})
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              for i, r in enumerate(gold_records(grammar.recorded_path, require_calls=True))],
                 "unseen": [{**r, "id": f"u{i}"}
                            for i, r in enumerate(gold_records(grammar.unseen_path, require_calls=True))]}
+        sets["new genes"] = with_new_values(sets["recorded"] + sets["unseen"], grammar.tools.value_sources)
         for name in args.models:
             length, case, group, model = MODELS[name]
             jobs[(domain, name)] = {

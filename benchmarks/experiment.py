@@ -116,7 +116,8 @@ def train_in_parallel(jobs: dict[tuple[str, str], dict[str, Any]], parallel: int
 def scores_table(results: dict[str, Any], label: str, test_sets: tuple[str, ...],
                  extra: dict[str, Callable[[dict[str, Any]], str]]) -> str:
     """A markdown row per (domain, model): exact match and call F1 per test set, then ``extra`` columns."""
-    names = {"heldout": "synthetic held-out", "recorded": "recorded", "unseen": "unseen"}
+    names = {"heldout": "synthetic held-out", "recorded": "recorded", "unseen": "unseen",
+             "new genes": "new genes"}
     lines = [f"| domain | {label} | " + " | ".join(f"{names[t]}: exact | {names[t]}: call F1" for t in test_sets)
              + "".join(f" | {column}" for column in extra) + " |",
              "|---|---|" + "---:|" * (2 * len(test_sets) + len(extra))]

@@ -24,7 +24,8 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
               {"id": "u2", "instruction": "cluster the cells, please, with leiden",
                "calls": [{"name": "cluster", "arguments": {}}]}]
     (domain / "unseen.jsonl").write_text("".join(json.dumps(u) + "\n" for u in unseen) + "not json\n")
-    (domain / "training.json").write_text('{"lr": 0.002, "num_threads": 1, "model": {"split_spaces": true}}')
+    (domain / "training.json").write_text('{"lr": 0.002, "num_threads": 1, "model": {"split_spaces": true, '
+                                          '"value_symbols": true}}')
     out = tmp_path / "run"
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
@@ -37,6 +38,9 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
     # the domain's training.json sets what the command line leaves alone
     trained = json.loads((out / "model" / "training_config.json").read_text())
     assert (trained["num_threads"], trained["lr"], trained["model"]["split_spaces"]) == (2, 0.002, True)
+    # the words the corpus wrote outside values travel with the model, so it masks symbols as trained
+    masks = json.loads((out / "model" / "model_info.json").read_text())["value_placeholders"]
+    assert {"pca", "log1p", "leiden"} <= set(masks["keywords"])
     report = (out / "report.md").read_text()
     assert f"Settings of the domain: `{domain / 'training.json'}`" in report
     assert "## Evaluation on the recorded set" in report and "| parser+model |" in report

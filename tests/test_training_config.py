@@ -143,7 +143,8 @@ def test_a_domain_ships_its_training_settings(tmp_path):
     from training.config import domain_train_config
 
     root = Path(__file__).resolve().parent.parent / "grammars"
-    assert domain_train_config(root / "singlecell").model.split_spaces is True
+    singlecell = domain_train_config(root / "singlecell").model
+    assert (singlecell.split_spaces, singlecell.value_symbols) == (True, True)
     assert domain_train_config(root / "chem").to_dict() == TrainConfig().to_dict()  # no file: the defaults
     (tmp_path / "training.json").write_text('{"model": {"hidden_size": 48, "num_heads": 5}}')
     with pytest.raises(ConfigError, match="training.json: ModelConfig.num_heads must divide hidden_size"):

@@ -95,13 +95,46 @@ def test_a_target_refers_to_spans_bare_for_numbers_quoted_for_strings(singlecell
     )
 
 
-def test_restore_gives_back_the_calls_of_every_sampled_instruction(singlecell):
+def test_symbols_are_identifier_words_the_corpus_wrote_only_as_values(singlecell):
+    def plot(text, genes):
+        return {"instruction": text, "calls": [{"name": "plot_umap", "arguments": {"color": genes}}]}
+
+    records = [plot("UMAP of CD3E and NKG7, for QC", ["CD3E", "NKG7"]),
+               plot("umap colored by MS4A1 (qc)", ["MS4A1"]),
+               plot("the UMAP with donor_id, cpm normalized counts, CPM normalized", ["donor_id"]),
+               plot("UMAP of NK cells", ["NK cells"])]
+    masks = ValuePlaceholders.from_records(records, singlecell, symbols=True)
+    # words written outside string values at least twice, in any case; values never
+    assert {"umap", "qc", "cpm", "of", "normalized"} <= masks.keywords
+    assert not {"cd3e", "nkg7", "donor_id", "nk", "cells", "colored", "counts"} & masks.keywords
+    masked, spans = masks.mask("show HLA-DRA, GZMB and donor_id on the UMAP after QC (CPM-normalized, 2 comps)")
+    # a hyphenated word whose parts are all keywords is a word
+    assert masked == ("show <|v0|>, <|v1|> and <|v2|> on the UMAP after QC (CPM-normalized, <|v3|> comps)")
+    assert [(s.text, s.symbol) for s in spans] == [("HLA-DRA", True), ("GZMB", True), ("donor_id", True),
+                                                   ("2", False)]
+    # lower-case words, one capital without a digit, and names with dots are not symbols
+    assert masks.spans("plot Leiden clusters of the B cells with sc.pl.umap_3d and log1p") == []
+    # a symbol that is one word of a string value is referred to inside the string
+    masked, spans = masks.mask("keep the NK cells and the CD8A T cells")
+    calls = [{"name": "subset_cells", "arguments": {"key": "cell_type", "values": ["NK cells", "CD8A T cells"]}}]
+    target = masks.target_json(calls, spans)
+    assert target == ('[{"name":"subset_cells","arguments":{"key":"cell_type",'
+                      '"values":["<|v0|> cells","<|v1|> T cells"]}}]')
+    assert json.loads(masks.restore(target, spans)) == calls
+    # the keywords travel with the model; without them (the default, an older model) no symbol is masked
+    assert ValuePlaceholders.from_dict(json.loads(json.dumps(masks.to_dict()))).keywords == masks.keywords
+    assert ValuePlaceholders.from_dict({"extensions": []}).spans("plot CD3E") == []
+    assert ValuePlaceholders.from_records(records, singlecell).keywords is None
+
+
+@pytest.mark.parametrize("symbols", [False, True])
+def test_restore_gives_back_the_calls_of_every_sampled_instruction(singlecell, symbols):
     """Over sampled singlecell instructions: the target with its placeholders put back is the plain
     target without them, and placeholders occur wherever the instruction spells a value."""
     grammar = grammar_engine.load(ROOT / "grammars" / "singlecell")
     records = [{"instruction": s.instruction, "calls": [dict(c) for c in s.calls]}
                for s in grammar.sample(300, seed=5)]
-    masks = ValuePlaceholders.from_records(records, singlecell)
+    masks = ValuePlaceholders.from_records(records, singlecell, symbols=symbols)
     assert masks.extensions == ["h5ad"]
     with_masks = build_examples(records, registry=singlecell, placeholders=masks)
     without = build_examples(records, registry=singlecell)
@@ -114,6 +147,8 @@ def test_restore_gives_back_the_calls_of_every_sampled_instruction(singlecell):
         assert restored == canonical_calls(record["calls"], singlecell)
         assert json.loads(plain.target.removesuffix("<|end|>")) == restored
     assert replaced > 100
+    if symbols:  # gene symbols and obs keys among them
+        assert sum(span.symbol for r in records for span in masks.spans(normalize_instruction(r["instruction"]))) > 50
 
 
 def test_restore_handles_what_a_model_may_write():

@@ -230,6 +230,12 @@ class ModelConfig(_JsonConfig):
         metadata={"help": "plain format: the instruction's numbers and paths become numbered placeholders "
                           "that the calls refer to, and are put back after generation"},
     )
+    value_symbols: bool = field(
+        default=False,
+        metadata={"help": "with value_placeholders: identifier-shaped words the corpus only used as string "
+                          "values (gene symbols, obs keys: CD3E, donor_id) are placeholders too (a domain's "
+                          "training.json turns it on where it measured better: singlecell)"},
+    )
     prompt_format: str = field(
         default="auto",
         metadata={"help": "plain (<|user|>...<|calls|>JSON<|end|>), chat (the tokenizer's chat template "
@@ -247,7 +253,7 @@ class ModelConfig(_JsonConfig):
             self._fail("num_heads", self.num_heads, f"must divide hidden_size ({self.hidden_size})")
         self._check_choice("dtype", DTYPES)
         self._check_choice("prompt_format", PROMPT_FORMATS)
-        for name in ("split_spaces", "molecule_names", "value_placeholders"):
+        for name in ("split_spaces", "molecule_names", "value_placeholders", "value_symbols"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, getattr(self, name), "must be true or false")
 

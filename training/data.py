@@ -15,8 +15,9 @@ at training and prediction alike; the target is the compact canonical
 JSON of the calls (:func:`calls_to_json`) followed by ``<|end|>``. In a domain whose tools take
 molecules, a molecule the instruction names in words is written by that name rather than its
 SMILES, and read back through the corpus's lexicon (:mod:`training.molecule_names`). With
-``ModelConfig.value_placeholders`` (the default), the numbers and paths of the instruction are
-numbered placeholders in prompt and target (:mod:`training.value_placeholders`).
+``ModelConfig.value_placeholders`` (the default), the numbers and paths of the instruction (and
+with ``value_symbols`` its gene symbols and keys) are numbered placeholders in prompt and target
+(:mod:`training.value_placeholders`).
 
 ``chat`` (a pretrained model with a chat template): the tokenizer renders the user message with
 the tool definitions (``tools=``) and a generation prompt; the target is what the template adds
@@ -361,7 +362,7 @@ def build_examples(
     molecules
         Plain format: write the molecules an instruction names by those names.
     placeholders
-        Plain format: numbers and paths become placeholders in prompt and target.
+        Plain format: numbers and paths (and symbols) become placeholders in prompt and target.
     """
     if prompt_format not in ("plain", "chat"):
         raise ValueError(f"prompt_format must be 'plain' or 'chat', got {prompt_format!r}")

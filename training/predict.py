@@ -118,7 +118,7 @@ class Predictor:
         # molecules the model writes by name (see training.molecule_names) are read back as SMILES
         names = self.info.get("molecules")
         self.molecules = MoleculeNames(names) if names and self.prompt_format == "plain" else None
-        # numbers and paths the model refers to by placeholder (see training.value_placeholders)
+        # numbers, paths and symbols the model refers to by placeholder (see training.value_placeholders)
         masks = self.info.get("value_placeholders")
         self.placeholders = ValuePlaceholders.from_dict(masks) if masks and self.prompt_format == "plain" else None
         self.constrained = None

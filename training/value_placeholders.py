@@ -1,4 +1,4 @@
-"""Numbers and paths in an instruction become numbered placeholders that the model copies.
+"""Numbers and paths (and symbols) in an instruction become numbered placeholders that the model copies.
 
 A tiny model recalls values it has seen instead of copying new ones: it answers
 ``open /data/shared/run42/filtered.h5ad`` with a path from its training set, and ``normalize to
@@ -20,6 +20,17 @@ those. Which spans count:
 - paths: a word with a ``/`` or ``\\`` in it, or one that ends in a file extension that a path
   argument of the training corpus used (``.h5ad``); read first, so digits inside a path stay in it.
 
+With ``keywords`` (``ModelConfig.value_symbols``), a third kind of span counts:
+
+- symbols: a word shaped like an identifier (two capitals, a capital and a digit, or an underscore:
+  ``CD3E``, ``HLA-DRA``, ``NK``, ``donor_id``) that is not a keyword. Gene symbols, obs keys and
+  labels are then copied instead of recalled (``CD3E, MS4A1, NKG7`` was answered ``CD3E, CD3D``).
+  The keywords are the words (in any case) that the training corpus wrote at least twice outside
+  the string values of its calls (an enum's value counts as a word), so ``UMAP``, ``CPM`` and
+  ``QC`` stay words; a hyphenated word stays one when each of its parts is a keyword
+  (``CPM-normalize``). A string value that holds a symbol as one of its words refers to it inside
+  the string (``"<|v1|> cells"``).
+
 The numbers of a numbered list (``1. load ... 2. filter ...``, ``1)``, ``Step 3:``) are not values
 and stay as written: a number of one or two digits followed by ``.``, ``)`` or ``:`` and a space
 that starts the text or a line, or that comes one after the list's last number. Masked, they
@@ -33,10 +44,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from grammar_engine.grammar import normalize_instruction
 from grammar_engine.tools import ToolRegistry
 from grammar_engine.values import ValueConversionError, ValueKind, parse_number
 
@@ -53,8 +66,32 @@ _WORD_RE = re.compile(r"\S+")
 # a list item's number: "1.", "2)", "(3)", "Step 4:", then a space or the end of the text
 _MARKER_AFTER_RE = re.compile(r"[.):](?=\s|$)")
 _MARKER_BEFORE_RE = re.compile(r"(?:^|\n)[ \t]*(?:[-*•][ \t]*)?(?:step[ \t]*)?\(?$", re.IGNORECASE)
+_SYMBOL_RE = re.compile(r"[A-Za-z][\w.\-]*(?<![.\-])")
 _OPENING = "\"'`([{<"
 _CLOSING = "\"'`)]}>.,;:!?"
+
+
+def _words(text: str) -> Iterable[str]:
+    """The words of ``text`` without the quotes, brackets and punctuation around them."""
+    for match in _WORD_RE.finditer(text):
+        word = match.group(0).lstrip(_OPENING).rstrip(_CLOSING)
+        if word:
+            yield word
+
+
+def _string_values(calls: Iterable[Mapping[str, Any]], registry: ToolRegistry | None) -> Iterable[str]:
+    """Every string argument value of ``calls``, list items included, but an enum's (a fixed word
+    the model learns, not a value it copies)."""
+    for call in calls:
+        name = call.get("name")
+        tool = registry.tools.get(name) if registry is not None and isinstance(name, str) else None
+        for arg, value in (call.get("arguments") or {}).items():
+            spec = tool.arguments.get(arg) if tool is not None else None
+            if spec is not None and spec.kind is ValueKind.ENUM:
+                continue
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, str):
+                    yield item
 
 
 def placeholder_token(index: int) -> str:
@@ -69,16 +106,17 @@ def placeholder_tokens() -> list[str]:
 
 @dataclass(frozen=True)
 class Span:
-    """A number or path of an instruction: where it is, how it is written, and the number it means."""
+    """A number, path or symbol of an instruction: where it is, how it is written, the number it means."""
 
     start: int
     end: int
     text: str
     number: int | float | None = None
+    symbol: bool = False
 
 
 class ValuePlaceholders:
-    """Finds the numbers and paths of an instruction and swaps them for placeholders, and back.
+    """Finds the numbers, paths and symbols of an instruction and swaps them for placeholders, and back.
 
     Parameters
     ----------
@@ -88,17 +126,36 @@ class ValuePlaceholders:
     list_markers
         Leave the numbers of a numbered list as written (see the module docstring). A model
         directory written before this option masks them, and :meth:`from_dict` keeps that.
+    keywords
+        Lower-case words that are never symbols; ``None`` (the default) masks no symbols at all.
+        :meth:`from_records` reads them off a training corpus.
     """
 
-    def __init__(self, extensions: Iterable[str] = (), *, list_markers: bool = True) -> None:
+    def __init__(self, extensions: Iterable[str] = (), *, list_markers: bool = True,
+                 keywords: Iterable[str] | None = None) -> None:
         self.extensions = sorted({e.lower().lstrip(".") for e in extensions if e.strip(".")})
         self._extension_set = frozenset(self.extensions)
         self.list_markers = list_markers
+        self.keywords = None if keywords is None else frozenset(w.lower() for w in keywords)
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]], registry: ToolRegistry | None) -> ValuePlaceholders:
-        """The extensions of every path-argument value in ``records`` (``calls`` lists)."""
+    def from_records(cls, records: Iterable[Mapping[str, Any]], registry: ToolRegistry | None, *,
+                     symbols: bool = False) -> ValuePlaceholders:
+        """The extensions of every path-argument value in ``records`` (``calls`` lists), and with
+        ``symbols`` the keywords: the words their instructions wrote, at least twice, outside the
+        string values of their calls (an enum's value counts as a word)."""
         extensions: set[str] = set()
+        outside: Counter[str] = Counter()
+        records = list(records) if symbols else records
+        if symbols:
+            for record in records:
+                values = set()
+                for value in _string_values(record.get("calls") or (), registry):
+                    values.add(value)
+                    values.update(value.split())
+                for word in _words(normalize_instruction(str(record.get("instruction", "")))):
+                    if word not in values:
+                        outside[word.lower()] += 1
         if registry is not None:
             for record in records:
                 for call in record.get("calls") or ():
@@ -111,16 +168,21 @@ class ValuePlaceholders:
                             stem, dot, extension = value.rpartition(".")
                             if dot and stem and re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,7}", extension):
                                 extensions.add(extension)
-        return cls(extensions)
+        keywords = sorted(word for word, count in outside.items() if count >= 2) if symbols else None
+        return cls(extensions, keywords=keywords)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``model_info.json`` keeps (:meth:`from_dict` reads it back)."""
-        return {"extensions": list(self.extensions), "list_markers": self.list_markers}
+        data: dict[str, Any] = {"extensions": list(self.extensions), "list_markers": self.list_markers}
+        if self.keywords is not None:
+            data["keywords"] = sorted(self.keywords)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ValuePlaceholders:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(data.get("extensions") or (), list_markers=bool(data.get("list_markers", False)))
+        return cls(data.get("extensions") or (), list_markers=bool(data.get("list_markers", False)),
+                   keywords=data.get("keywords"))
 
     # -- finding spans ---------------------------------------------------------------------------
 
@@ -134,6 +196,15 @@ class ValuePlaceholders:
         return bool(re.search(r"\.[A-Za-z]\w{0,7}$", word) or word.startswith(("/", "~", ".", "\\"))
                     or len(re.findall(r"[/\\]", word)) >= 2)
 
+    def _is_symbol(self, word: str) -> bool:
+        if self.keywords is None or not _SYMBOL_RE.fullmatch(word):
+            return False
+        capitals = sum(c.isupper() for c in word)
+        if not (capitals >= 2 or (capitals and any(c.isdigit() for c in word)) or ("_" in word and "." not in word)):
+            return False
+        parts = [part for part in word.lower().split("-") if part]
+        return not all(part in self.keywords for part in parts)
+
     @staticmethod
     def _is_marker(text: str, match: re.Match[str], last_marker: int | None) -> bool:
         """Whether a number is a list item's: ``1.`` starting a line, or the last item's plus one."""
@@ -145,15 +216,15 @@ class ValuePlaceholders:
         return bool(_MARKER_BEFORE_RE.search(text, 0, match.start()))
 
     def spans(self, text: str) -> list[Span]:
-        """The paths and numbers of ``text``, left to right, at most :data:`MAX_PLACEHOLDERS`."""
+        """The paths, symbols and numbers of ``text``, left to right, at most :data:`MAX_PLACEHOLDERS`."""
         found: list[Span] = []
         taken: list[tuple[int, int]] = []
         for match in _WORD_RE.finditer(text):
             stripped = match.group(0).lstrip(_OPENING)
             start = match.end() - len(stripped)
             word = stripped.rstrip(_CLOSING)
-            if word and self._is_path(word):
-                found.append(Span(start, start + len(word), word))
+            if word and (self._is_path(word) or self._is_symbol(word)):
+                found.append(Span(start, start + len(word), word, symbol=not self._is_path(word)))
                 taken.append((start, start + len(word)))
         last_marker: int | None = None
         for match in _NUMBER_RE.finditer(text):
@@ -196,12 +267,20 @@ class ValuePlaceholders:
 
     def target_json(self, calls: Sequence[Mapping[str, Any]], spans: Sequence[Span]) -> str:
         """Compact JSON of ``calls`` (already canonical) with each value a span spells written as
-        its placeholder: bare for a number, quoted for a string (list items too)."""
+        its placeholder: bare for a number, quoted for a string (list items too), and inside a
+        string for a symbol that is one of its words."""
         bare: dict[str, str] = {}
+
+        symbols = [(index, span.text) for index, span in enumerate(spans) if span.symbol]
 
         def swap(value: Any) -> Any:
             index = self._match(value, spans)
             if index is None:
+                if isinstance(value, str) and symbols:  # "NK cells" -> "<|v1|> cells"
+                    words = value.split(" ")
+                    for i, text in symbols:
+                        words = [placeholder_token(i) if word == text else word for word in words]
+                    return " ".join(words)
                 return value
             if isinstance(value, str):
                 return placeholder_token(index)
