@@ -112,6 +112,8 @@ def test_symbols_are_identifier_words_the_corpus_wrote_only_as_values(singlecell
     assert masked == ("show <|v0|>, <|v1|> and <|v2|> on the UMAP after QC (CPM-normalized, <|v3|> comps)")
     assert [(s.text, s.symbol) for s in spans] == [("HLA-DRA", True), ("GZMB", True), ("donor_id", True),
                                                    ("2", False)]
+    # a keyword in another case is a word, hyphen and all
+    assert ValuePlaceholders(keywords=["t-sne", "of"]).mask("t-SNE of CD3E")[0] == "t-SNE of <|v0|>"
     # lower-case words, one capital without a digit, and names with dots are not symbols
     assert masks.spans("plot Leiden clusters of the B cells with sc.pl.umap_3d and log1p") == []
     # a symbol that is one word of a string value is referred to inside the string

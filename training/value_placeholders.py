@@ -197,13 +197,14 @@ class ValuePlaceholders:
                     or len(re.findall(r"[/\\]", word)) >= 2)
 
     def _is_symbol(self, word: str) -> bool:
+        """An identifier-shaped word that is not a keyword, whole or part by hyphenated part."""
         if self.keywords is None or not _SYMBOL_RE.fullmatch(word):
             return False
         capitals = sum(c.isupper() for c in word)
         if not (capitals >= 2 or (capitals and any(c.isdigit() for c in word)) or ("_" in word and "." not in word)):
             return False
-        parts = [part for part in word.lower().split("-") if part]
-        return not all(part in self.keywords for part in parts)
+        lower = word.lower()
+        return lower not in self.keywords and not all(part in self.keywords for part in lower.split("-") if part)
 
     @staticmethod
     def _is_marker(text: str, match: re.Match[str], last_marker: int | None) -> bool:
@@ -223,8 +224,9 @@ class ValuePlaceholders:
             stripped = match.group(0).lstrip(_OPENING)
             start = match.end() - len(stripped)
             word = stripped.rstrip(_CLOSING)
-            if word and (self._is_path(word) or self._is_symbol(word)):
-                found.append(Span(start, start + len(word), word, symbol=not self._is_path(word)))
+            path = bool(word) and self._is_path(word)
+            if path or (word and self._is_symbol(word)):
+                found.append(Span(start, start + len(word), word, symbol=not path))
                 taken.append((start, start + len(word)))
         last_marker: int | None = None
         for match in _NUMBER_RE.finditer(text):
