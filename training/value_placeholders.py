@@ -71,27 +71,24 @@ _OPENING = "\"'`([{<"
 _CLOSING = "\"'`)]}>.,;:!?"
 
 
-def _words(text: str) -> Iterable[str]:
-    """The words of ``text`` without the quotes, brackets and punctuation around them."""
+def _words(text: str) -> Iterable[tuple[int, str]]:
+    """The words of ``text``, each with where it starts, without the quotes, brackets and
+    punctuation around them."""
     for match in _WORD_RE.finditer(text):
-        word = match.group(0).lstrip(_OPENING).rstrip(_CLOSING)
+        stripped = match.group(0).lstrip(_OPENING)
+        word = stripped.rstrip(_CLOSING)
         if word:
-            yield word
+            yield match.end() - len(stripped), word
 
 
-def _string_values(calls: Iterable[Mapping[str, Any]], registry: ToolRegistry | None) -> Iterable[str]:
-    """Every string argument value of ``calls``, list items included, but an enum's (a fixed word
-    the model learns, not a value it copies)."""
+def _arguments(calls: Iterable[Mapping[str, Any]], registry: ToolRegistry | None) -> Iterable[tuple[Any, Any]]:
+    """``(spec, value)`` of every argument of ``calls``; ``spec`` is ``None`` for a tool or an
+    argument the registry does not know (or without a registry)."""
     for call in calls:
         name = call.get("name")
         tool = registry.tools.get(name) if registry is not None and isinstance(name, str) else None
         for arg, value in (call.get("arguments") or {}).items():
-            spec = tool.arguments.get(arg) if tool is not None else None
-            if spec is not None and spec.kind is ValueKind.ENUM:
-                continue
-            for item in value if isinstance(value, list) else (value,):
-                if isinstance(item, str):
-                    yield item
+            yield (tool.arguments.get(arg) if tool is not None else None), value
 
 
 def placeholder_token(index: int) -> str:
@@ -146,28 +143,22 @@ class ValuePlaceholders:
         string values of their calls (an enum's value counts as a word)."""
         extensions: set[str] = set()
         outside: Counter[str] = Counter()
-        records = list(records) if symbols else records
-        if symbols:
-            for record in records:
-                values = set()
-                for value in _string_values(record.get("calls") or (), registry):
-                    values.add(value)
-                    values.update(value.split())
-                for word in _words(normalize_instruction(str(record.get("instruction", "")))):
+        for record in records:
+            values: set[str] = set()  # string values but enums' (a fixed word the model learns)
+            for spec, value in _arguments(record.get("calls") or (), registry):
+                if spec is not None and spec.kind is ValueKind.PATH and isinstance(value, str):
+                    stem, dot, extension = value.rpartition(".")
+                    if dot and stem and re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,7}", extension):
+                        extensions.add(extension)
+                if symbols and not (spec is not None and spec.kind is ValueKind.ENUM):
+                    for item in value if isinstance(value, list) else (value,):
+                        if isinstance(item, str):
+                            values.add(item)
+                            values.update(item.split())
+            if symbols:
+                for _start, word in _words(normalize_instruction(str(record.get("instruction", "")))):
                     if word not in values:
                         outside[word.lower()] += 1
-        if registry is not None:
-            for record in records:
-                for call in record.get("calls") or ():
-                    tool = registry.tools.get(call.get("name")) if isinstance(call.get("name"), str) else None
-                    if tool is None:
-                        continue
-                    for arg, value in (call.get("arguments") or {}).items():
-                        spec = tool.arguments.get(arg)
-                        if spec is not None and spec.kind is ValueKind.PATH and isinstance(value, str):
-                            stem, dot, extension = value.rpartition(".")
-                            if dot and stem and re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,7}", extension):
-                                extensions.add(extension)
         keywords = sorted(word for word, count in outside.items() if count >= 2) if symbols else None
         return cls(extensions, keywords=keywords)
 
@@ -220,12 +211,9 @@ class ValuePlaceholders:
         """The paths, symbols and numbers of ``text``, left to right, at most :data:`MAX_PLACEHOLDERS`."""
         found: list[Span] = []
         taken: list[tuple[int, int]] = []
-        for match in _WORD_RE.finditer(text):
-            stripped = match.group(0).lstrip(_OPENING)
-            start = match.end() - len(stripped)
-            word = stripped.rstrip(_CLOSING)
-            path = bool(word) and self._is_path(word)
-            if path or (word and self._is_symbol(word)):
+        for start, word in _words(text):
+            path = self._is_path(word)
+            if path or self._is_symbol(word):
                 found.append(Span(start, start + len(word), word, symbol=not path))
                 taken.append((start, start + len(word)))
         last_marker: int | None = None
