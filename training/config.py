@@ -30,6 +30,7 @@ __all__ = [
     "DOMAIN_TRAINING_FILE",
     "TrainConfig",
     "domain_train_config",
+    "domain_training_file",
     "field_help",
 ]
 
@@ -431,11 +432,17 @@ DOMAIN_TRAINING_FILE = "training.json"
 best value was measured for that domain (``{"model": {"split_spaces": true}}``)."""
 
 
+def domain_training_file(domain_dir: str | Path) -> Path | None:
+    """``domain_dir``'s :data:`DOMAIN_TRAINING_FILE`, or ``None`` when it ships none."""
+    path = Path(domain_dir) / DOMAIN_TRAINING_FILE
+    return path if path.is_file() else None
+
+
 def domain_train_config(domain_dir: str | Path) -> TrainConfig:
     """The training settings ``domain_dir`` ships in :data:`DOMAIN_TRAINING_FILE`, else the defaults.
 
     The pipeline and the benchmarks start from these; ``grammar-engine train --config
     DOMAIN_DIR/training.json`` does the same by hand.
     """
-    path = Path(domain_dir) / DOMAIN_TRAINING_FILE
-    return TrainConfig.load(path) if path.is_file() else TrainConfig()
+    path = domain_training_file(domain_dir)
+    return TrainConfig.load(path) if path is not None else TrainConfig()

@@ -172,7 +172,7 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
     from grammar_engine.recordings import Record, read_instructions
     from grammar_engine.recovery import parse_with_recovery
 
-    from .config import DOMAIN_TRAINING_FILE, TrainConfig, domain_train_config
+    from .config import TrainConfig, domain_train_config, domain_training_file
     from .data import read_corpus
     from .evaluation import compare_systems
     from .predict import Predictor
@@ -229,8 +229,8 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
     settings["model"]["name_or_path"] = config.model
     train_config = TrainConfig.from_dict(settings)
     result = train(train_config)
-    settings_file = Path(config.domain_dir) / DOMAIN_TRAINING_FILE
-    figures["training"] = {"settings": str(settings_file) if settings_file.is_file() else None,
+    settings_file = domain_training_file(config.domain_dir)
+    figures["training"] = {"settings": str(settings_file) if settings_file is not None else None,
                            "steps": result.steps, "stopped": result.stopped, "final_loss": result.final_loss,
                            "tokens_per_second": result.tokens_per_second, "elapsed_s": result.elapsed_s}
     _done(start, result.summary())
