@@ -94,10 +94,15 @@ def with_new_values(records: list[dict[str, Any]], lexicon: dict[str, list[Any]]
     genes the corpus never drew, so a model that recalls values instead of copying them fails."""
     swap: dict[str, str] = {}
     for source, replacements in NEW_VALUES.items():
-        for old, new in zip(lexicon.get(source) or (), replacements):
-            if new in (lexicon.get(source) or ()):
-                raise ValueError(f"{new} is in the {source} lexicon already")
-            swap[old] = new
+        listed = lexicon.get(source) or []
+        clash = set(replacements) & set(listed)
+        if clash:
+            raise ValueError(f"{sorted(clash)} in the {source} lexicon already")
+        swap.update(zip(listed, replacements))
+
+    def new(value: Any) -> Any:
+        return swap.get(value, value) if isinstance(value, str) else value
+
     out = []
     for record in records:
         used = {item for call in record["calls"] for value in call["arguments"].values()
@@ -107,10 +112,6 @@ def with_new_values(records: list[dict[str, Any]], lexicon: dict[str, list[Any]]
                              + r")(?![\w-])") if used else None
         if pattern is None or not pattern.search(record["instruction"]):
             continue
-
-        def new(value: Any) -> Any:
-            return swap.get(value, value) if isinstance(value, str) else value
-
         calls = [{**call, "arguments": {name: [new(v) for v in value] if isinstance(value, list) else new(value)
                                         for name, value in call["arguments"].items()}} for call in record["calls"]]
         out.append({**record, "instruction": pattern.sub(lambda m: swap[m.group(1)], record["instruction"]),
