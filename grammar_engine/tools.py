@@ -54,7 +54,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -768,6 +768,17 @@ class ToolRegistry:
         A list argument is checked item by item; an alternative naming an argument the call
         leaves out is dropped, and a requirement left with no alternative does not apply.
         """
+        unmet: list[str] = []
+        for filled in ToolRegistry._unmet_facts(requirement, args, facts):
+            text = " or ".join(repr(f) for f in filled)
+            if text not in unmet:
+                unmet.append(text)
+        return unmet
+
+    @staticmethod
+    def _unmet_facts(requirement: str, args: Mapping[str, Any],
+                     facts: set[str] | frozenset[str]) -> list[tuple[str, ...]]:
+        """The facts, one of which would meet ``requirement``, for each failing item combination."""
         alternatives = [a for a in fact_alternatives(requirement)
                         if all(args.get(n) is not None for n in _PLACEHOLDER.findall(a))]
         if not alternatives:
@@ -777,12 +788,24 @@ class ToolRegistry:
         unmet = []
         for combo in itertools.product(*choices):
             values = dict(zip(names, combo))
-            filled = [fill_fact(a, values) for a in alternatives]
+            filled = tuple(dict.fromkeys(fill_fact(a, values) for a in alternatives))
             if not any(fact in facts for fact in filled):
-                text = " or ".join(repr(f) for f in dict.fromkeys(filled))
-                if text not in unmet:
-                    unmet.append(text)
+                unmet.append(filled)
         return unmet
+
+    def needed_before(self, calls: Iterable[Mapping[str, Any]], state: Iterable[str] | None = None) -> set[str]:
+        """The facts that must hold besides ``state`` (default: the initial state) for ``calls`` to
+        meet every requirement: those no earlier call of the list provides. Where a requirement
+        has alternatives (``"obs:{color} | var:{color}"``), the first is taken."""
+        facts = set(self.initial_state if state is None else state)
+        needed: set[str] = set()
+        for _, tool, args in self._known_calls(calls):
+            for requirement in tool.requires:
+                for filled in self._unmet_facts(requirement, args, facts):
+                    needed.add(filled[0])
+                    facts.add(filled[0])
+            self._apply(tool, args, facts)
+        return needed
 
     def requirement_values(
         self, tool: str, argument: str, known: Mapping[str, Any], facts: Iterable[str]
@@ -860,11 +883,7 @@ class ToolRegistry:
         """
         facts = set(self.initial_state if state is None else state)
         problems = []
-        for position, call in enumerate(calls):
-            tool = self.tools.get(call.get("name", ""))
-            if tool is None:
-                continue
-            args = self._with_defaults(tool, call.get("arguments") or {})
+        for position, tool, args in self._known_calls(calls):
             for requirement in tool.requires:
                 for unmet in self._unmet(requirement, args, facts):
                     problems.append(f"call {position + 1} ({tool.name}) needs {unmet} first")
@@ -877,11 +896,16 @@ class ToolRegistry:
     def state_after(self, calls: Iterable[Mapping[str, Any]], state: Iterable[str] | None = None) -> set[str]:
         """The facts true after ``calls`` run (preconditions not checked)."""
         facts = set(self.initial_state if state is None else state)
-        for call in calls:
+        for _, tool, args in self._known_calls(calls):
+            self._apply(tool, args, facts)
+        return facts
+
+    def _known_calls(self, calls: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, ToolSchema, dict[str, Any]]]:
+        """``(position, schema, arguments with schema defaults)`` of each call of a known tool."""
+        for position, call in enumerate(calls):
             tool = self.tools.get(call.get("name", ""))
             if tool is not None:
-                self._apply(tool, self._with_defaults(tool, call.get("arguments") or {}), facts)
-        return facts
+                yield position, tool, self._with_defaults(tool, call.get("arguments") or {})
 
     def _apply(self, tool: ToolSchema, args: Mapping[str, Any], facts: set[str]) -> None:
         """Update ``facts`` in place with what a call of ``tool`` removes, then provides."""

@@ -67,6 +67,27 @@ def test_preconditions_are_facts(registry: ToolRegistry) -> None:
     assert registry.sequence_problems(bad[1:], state=["obs:louvain"]) == []
 
 
+def test_needed_before_lists_the_facts_no_earlier_call_provides(registry: ToolRegistry) -> None:
+    leiden, neighbors = {"name": "leiden", "arguments": {}}, {"name": "neighbors", "arguments": {}}
+    rank = {"name": "rank", "arguments": {"groupby": "louvain"}}
+    assert registry.needed_before([leiden, rank]) == {"neighbors", "obs:louvain"}
+    assert registry.needed_before([leiden, rank], state=["neighbors"]) == {"obs:louvain"}
+    assert registry.needed_before([neighbors, leiden, {"name": "rank", "arguments": {"groupby": "leiden"}}]) == set()
+    assert registry.sequence_problems([leiden, rank], state=registry.needed_before([leiden, rank])) == []
+
+
+def test_needed_before_takes_the_first_alternative_and_every_list_item() -> None:
+    registry = ToolRegistry.from_dict({"domain": "d", "tools": [
+        {"name": "plot", "requires": ["embedding", "obs:{color} | var:{color}"], "parameters": {
+            "type": "object", "properties": {"color": {"type": "array", "items": {"type": "string"}}}}},
+    ]})
+    plot = {"name": "plot", "arguments": {"color": ["leiden", "CST3", "sample"]}}
+    needed = registry.needed_before([plot], state=["var:CST3"])
+    assert needed == {"embedding", "obs:leiden", "obs:sample"}
+    assert registry.sequence_problems([plot], state=needed | {"var:CST3"}) == []
+    assert registry.needed_before([{"name": "plot", "arguments": {}}]) == {"embedding"}
+
+
 def test_removed_facts_must_be_provided_again() -> None:
     registry = ToolRegistry.from_dict({"domain": "d", "tools": [
         {"name": "pca", "parameters": {"type": "object", "properties": {}}, "provides": ["pca"],
