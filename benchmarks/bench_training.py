@@ -1,4 +1,4 @@
-"""What six defaults buy: sessions, sentence case, length-grouped batches, the tiny model's width,
+"""What the defaults buy: sessions, casing, sentence case, length-grouped batches, the tiny model's width,
 value placeholders and the domain's space setting.
 
 Each default is measured against turning it off, with everything else fixed (grammar, seed,
@@ -6,10 +6,15 @@ corpus size, tiny model, the same wall-clock training budget, models trained sid
 that they share the machine alike):
 
 ``sessions``
-    Instructions sampled as the steps of sessions of 4 on average (an instruction starts from
-    the facts its session's earlier instructions established, so "umap" alone is a valid
-    instruction once the neighbours exist) against every instruction starting from the
-    domain's initial state (``session_length=1``).
+    Every instruction starting from the recorded start (``session_start="recorded"``: the
+    domain's initial state plus every fact the recorded instructions need before their calls, so
+    that "umap" alone is drawn as often as people say it) against sessions of 4 instructions on
+    average from the domain's initial state (each instruction starts from the facts its session's
+    earlier instructions established), and against sessions of 4 from the recorded start.
+``casing``
+    Literal words written in the forms and shares the recordings use (``casing="recorded"``:
+    ``UMAP``, ``PCA``, ``kNN`` beside ``umap``, ``pca``, ``knn``) against as the grammar writes
+    them, in lower case, so that an acronym people capitalize is never seen in training.
 ``sentence case``
     Half of the instructions start with a capital letter, as people write them, where that
     changes no call (literals match in any case), against none (``sentence_case=0``): the
@@ -65,20 +70,23 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from experiment import gold_records, save_report, scores_table, train_in_parallel  # noqa: E402
 
-# name -> (session_length and sentence_case of the corpus, group_by_length of the trainer, model overrides)
-MODELS: dict[str, tuple[float, float, int, dict[str, Any]]] = {
-    "no sessions": (1.0, 0.5, 64, {}),
-    "no sentence case": (4.0, 0.0, 64, {}),
-    "plain batches": (4.0, 0.5, 1, {}),
-    "hidden 128 (0.9M parameters)": (4.0, 0.5, 64, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
-    "no value placeholders": (4.0, 0.5, 64, {"value_placeholders": False}),
-    "spaces joined": (4.0, 0.5, 64, {"split_spaces": False}),
-    "spaces split": (4.0, 0.5, 64, {"split_spaces": True}),
-    "symbols as words": (4.0, 0.5, 64, {"value_symbols": False}),
-    "symbols as values": (4.0, 0.5, 64, {"value_symbols": True}),
-    "defaults": (4.0, 0.5, 64, {}),
+# name -> (the corpus's session_start, session_length, sentence_case and casing; group_by_length of the
+# trainer; model overrides)
+DEFAULTS = ("recorded", 1.0, 0.5, "recorded")
+MODELS: dict[str, tuple[tuple[str, float, float, str], int, dict[str, Any]]] = {
+    "sessions from the initial state": (("initial", 4.0, 0.5, "recorded"), 64, {}),
+    "recorded start, sessions of 4": (("recorded", 4.0, 0.5, "recorded"), 64, {}),
+    "no sentence case": (("recorded", 1.0, 0.0, "recorded"), 64, {}),
+    "literals as the grammar writes them": (("recorded", 1.0, 0.5, "grammar"), 64, {}),
+    "plain batches": (DEFAULTS, 1, {}),
+    "hidden 128 (0.9M parameters)": (DEFAULTS, 64, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
+    "no value placeholders": (DEFAULTS, 64, {"value_placeholders": False}),
+    "spaces joined": (DEFAULTS, 64, {"split_spaces": False}),
+    "spaces split": (DEFAULTS, 64, {"split_spaces": True}),
+    "symbols as words": (DEFAULTS, 64, {"value_symbols": False}),
+    "symbols as values": (DEFAULTS, 64, {"value_symbols": True}),
+    "defaults": (DEFAULTS, 64, {}),
 }
-DEFAULTS = (4.0, 0.5)
 TEST_SETS = ("heldout", "recorded", "unseen", "new genes")
 # real gene symbols outside the singlecell lexicon (tools.json "values", GENE), one per lexicon gene
 NEW_VALUES = {"GENE": [
@@ -132,12 +140,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         domain_dir = ROOT / "grammars" / domain
         grammar = grammar_engine.load(domain_dir)
         corpora = {}
-        wanted = {DEFAULTS} | {MODELS[name][:2] for name in args.models}  # the held-out set is the defaults'
-        for length, case in sorted(wanted):
-            corpus = out / domain / f"corpus-sessions-{length:g}-case-{case:g}"
-            write_corpus(grammar, corpus, n=args.samples, strategy="weighted", seed=args.seed,
-                         workers=args.workers, session_length=length, sentence_case=case)
-            corpora[length, case] = corpus
+        wanted = {DEFAULTS} | {MODELS[name][0] for name in args.models}  # the held-out set is the defaults'
+        for start, length, case, casing in sorted(wanted):
+            corpus = out / domain / f"corpus-{start}-sessions-{length:g}-case-{case:g}-{casing}"
+            write_corpus(grammar, corpus, n=args.samples, strategy="weighted", seed=args.seed, workers=args.workers,
+                         session_start=start, session_length=length, sentence_case=case, casing=casing)
+            corpora[start, length, case, casing] = corpus
         heldout = read_corpus(corpora[DEFAULTS], "heldout")[:args.heldout]
         sets = {"heldout": [{**r, "id": f"h{i}"} for i, r in enumerate(heldout)],
                 "recorded": [{**r, "id": f"r{i}"}
@@ -146,9 +154,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            for i, r in enumerate(gold_records(grammar.unseen_path, require_calls=True))]}
         sets["new genes"] = with_new_values(sets["recorded"] + sets["unseen"], grammar.tools.value_sources)
         for name in args.models:
-            length, case, group, model = MODELS[name]
+            corpus_options, group, model = MODELS[name]
             jobs[(domain, name)] = {
-                "domain_dir": str(domain_dir), "corpus": str(corpora[length, case]), "minutes": args.minutes,
+                "domain_dir": str(domain_dir), "corpus": str(corpora[corpus_options]), "minutes": args.minutes,
                 "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads, "test_sets": sets,
                 "output": str(out / domain / ("model-" + "".join(c if c.isalnum() else "-" for c in name))),
                 "train": {"group_by_length": group}, "model": model,

@@ -19,7 +19,7 @@ from . import __version__
 from .errors import GrammarCheckError, GrammarEngineError, InstructionParseError, Location
 from .grammar import Grammar, load
 from .recordings import Rejected, read_instructions
-from .sampling import DEFAULT_SENTENCE_CASE, DEFAULT_SESSION_LENGTH
+from .sampling import DEFAULT_SENTENCE_CASE, DEFAULT_SESSION_LENGTH, Casing, SessionStart
 
 __all__ = ["main"]
 
@@ -192,7 +192,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     grammar = load(args.domain)
     manifest = write_corpus(grammar, args.output, n=args.n, strategy=args.strategy, seed=args.seed,
                             workers=args.workers, progress=not args.quiet, session_length=args.session_length,
-                            sentence_case=args.sentence_case, until_covered=args.until_covered)
+                            sentence_case=args.sentence_case, until_covered=args.until_covered,
+                            **{name: value for name, value in (("session_start", args.session_start),
+                                                               ("casing", args.casing)) if value})
     print(json.dumps({k: manifest[k] for k in ("domain", "strategy", "seed", "counts", "covering_head") if k in manifest}))
     return 0
 
@@ -252,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-length", type=float, default=DEFAULT_SESSION_LENGTH, metavar="L",
                    help="mean instructions per session: each starts from the facts the earlier ones of its "
                         "session established (1: every instruction starts from the initial state)")
+    p.add_argument("--session-start", choices=[s.value for s in SessionStart], default=None,
+                   help="facts each session starts from: 'recorded' (the initial state plus what the recorded "
+                        "instructions need before their calls; default) or 'initial' (the domain's initial "
+                        "state; default for --strategy uniform)")
+    p.add_argument("--casing", choices=[c.value for c in Casing], default=None,
+                   help="how literal words are written: 'recorded' (in the forms and shares the recordings use, "
+                        "UMAP as well as umap; default) or 'grammar' (as the grammar writes them; default for "
+                        "--strategy uniform)")
     p.add_argument("--sentence-case", type=float, default=DEFAULT_SENTENCE_CASE, metavar="P",
                    help="share of instructions whose first letter is upper-cased where that changes no call")
     p.add_argument("--until-covered", action="store_true",

@@ -20,7 +20,7 @@ take at each nonterminal (the rest, from depth budgets to value rendering, is
 Every sample is checked before it is yielded: its calls are read off the generated tree and fit
 the tool schemas and their conditional value domains (``"domains"`` in ``tools.json``), the call
 sequence satisfies the tools' preconditions from the facts its session established (instructions
-are drawn as the steps of sessions: ``session_length``), and the text parses back to exactly
+are drawn as the steps of sessions: ``session_start``, ``session_length``), and the text parses back to exactly
 those calls (:mod:`grammar_engine.verification`). A sample that fails is never yielded; it
 is counted by reason in :attr:`SampleStream.report`, and generation retries (at most
 ``max_attempts`` times per sample, then :class:`~grammar_engine.errors.SamplingError`).
@@ -30,7 +30,9 @@ is counted by reason in :attr:`SampleStream.report`, and generation retries (at 
 
 from __future__ import annotations
 
+import bisect
 import copy
+import itertools
 import random
 import time
 from collections import Counter
@@ -49,7 +51,9 @@ from .weights import (  # re-exported: the weighted and uniform strategies live 
     ExpansionWeights,
     UniformChooser,
     WeightedChooser,
+    WORD_RE,
     expansion_weights,
+    recorded_use,
     weight_overrides,
 )
 
@@ -59,15 +63,18 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SENTENCE_CASE",
     "DEFAULT_SESSION_LENGTH",
+    "Casing",
     "ExpansionWeights",
     "Sample",
     "SampleStream",
     "SamplingReport",
     "SamplingStrategy",
+    "SessionStart",
     "UniformChooser",
     "WeightedChooser",
     "expansion_weights",
     "near",
+    "recorded_defaults",
     "register_strategy",
     "sample",
     "strategy_options",
@@ -92,7 +99,8 @@ StrategyFactory = Callable[..., Chooser]
 _OPTIONS = {
     "max_depth": None, "temperature": 1.0, "alpha": 1.0, "recordings": None, "weights": None,
     "verify": "auto", "max_attempts": 200, "preconditions": True, "max_chars": MAX_INSTRUCTION_CHARS,
-    "sources": None, "audit_every": 32, "session_length": None, "sentence_case": None,
+    "sources": None, "audit_every": 32, "session_length": None, "sentence_case": None, "session_start": None,
+    "casing": None,
 }
 
 _STRATEGIES: dict[str, tuple[StrategyFactory, dict[str, Any]]] = {}
@@ -137,7 +145,7 @@ class Sample:
     phrasing
         The expansion ids (``call_pca#2``) of the call rules used, in text order.
     state
-        The facts that held before the instruction (see ``session_length`` of :func:`sample`): its
+        The facts that held before the instruction (see ``session_start`` and ``session_length`` of :func:`sample`): its
         calls satisfy the tools' preconditions from there,
         ``grammar.tools.sequence_problems(calls, state=state) == []``.
     """
@@ -209,9 +217,44 @@ class SamplingReport:
 
 
 #: Mean instructions per sampled session (the ``session_length`` option's default).
-DEFAULT_SESSION_LENGTH = 4.0
+DEFAULT_SESSION_LENGTH = 1.0
 #: Share of instructions that start with a capital letter (the ``sentence_case`` option's default).
 DEFAULT_SENTENCE_CASE = 0.5
+
+
+class SessionStart(str, Enum):
+    """The facts a sampled session starts from (the ``session_start`` option)."""
+
+    #: The domain's initial state plus every fact the recorded instructions need before their calls
+    #: (:attr:`grammar_engine.weights.RecordedUse.needs`): people say ``plot umap colored by leiden``
+    #: late in an analysis, and from here the learned weights choose among the tools as they do.
+    #: It is the union of the states the recordings were said in, not one that a run of calls
+    #: reaches, so sessions from it are not run on data.
+    RECORDED = "recorded"
+    #: The domain's initial state (``state`` in ``tools.json``): a session's calls run as a whole
+    #: on a freshly loaded dataset.
+    INITIAL = "initial"
+
+
+class Casing(str, Enum):
+    """How literal words are written (the ``casing`` option); literals match in any case."""
+
+    #: As the recordings write them, in the same shares (:attr:`grammar_engine.weights.RecordedUse.forms`):
+    #: ``UMAP`` in 6 of 19 where the recordings write ``UMAP`` 6 times and ``umap`` 12 (the
+    #: grammar's own form counts once more).
+    RECORDED = "recorded"
+    #: As the grammar writes them.
+    GRAMMAR = "grammar"
+
+
+def recorded_defaults(strategy: SamplingStrategy | str) -> dict[str, str]:
+    """The ``session_start`` and ``casing`` a strategy gets unless told: what the recordings teach
+    (``"recorded"``), except for the uniform baseline, which learns nothing from them."""
+    key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
+    if key == SamplingStrategy.UNIFORM.value:
+        return {"session_start": SessionStart.INITIAL.value, "casing": Casing.GRAMMAR.value}
+    return {"session_start": SessionStart.RECORDED.value, "casing": Casing.RECORDED.value}
+
 
 #: Consecutive rejections after which a session starts afresh (its facts may leave little to say).
 _SESSION_PATIENCE = 8
@@ -221,7 +264,9 @@ class SampleStream(Iterator[Sample]):
     def __init__(self, grammar: Grammar, n: int | None, chooser: Chooser, generator: Generator,
                  verifier: Verifier | None, rng: random.Random, report: SamplingReport, *,
                  max_attempts: int, max_chars: int, session_length: float = 1.0,
-                 sentence_case: float = 0.0, until_covered: bool = False) -> None:
+                 sentence_case: float = 0.0, until_covered: bool = False,
+                 start_state: frozenset[str] | None = None,
+                 forms: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] | None = None) -> None:
         self.grammar = grammar
         self.n = n
         self.chooser = chooser
@@ -234,8 +279,10 @@ class SampleStream(Iterator[Sample]):
         self.session_length = session_length
         self.sentence_case = sentence_case
         self.until_covered = until_covered
-        self.initial_state = frozenset(grammar.tools.initial_state)
-        self.state = self.initial_state
+        #: The facts each session starts from (the domain's initial state unless given).
+        self.start_state = frozenset(grammar.tools.initial_state) if start_state is None else start_state
+        self.state = self.start_state
+        self.forms = forms or {}
         self._rejected_in_row = 0
         self._forced: DNode | None = None
 
@@ -276,7 +323,7 @@ class SampleStream(Iterator[Sample]):
             chooser.reject()
             self._rejected_in_row += 1
             if self._rejected_in_row >= _SESSION_PATIENCE:
-                self.state = self.initial_state
+                self.state = self.start_state
             return reason
         d, calls = sample
         result = Sample(d.text, calls, d.tree, d.expansions, tuple(c["name"] for c in calls), d.phrasing,
@@ -291,18 +338,20 @@ class SampleStream(Iterator[Sample]):
 
         A session ends after each instruction with probability ``1 / session_length``, so sessions
         are ``session_length`` instructions long on average; with 1, every instruction starts from
-        the domain's initial state (and no random number is drawn).
+        :attr:`start_state` (and no random number is drawn).
         """
         self._rejected_in_row = 0
         if self.session_length > 1 and self.rng.random() * self.session_length >= 1:
             self.state = frozenset(self.grammar.tools.state_after(calls, state=self.state))
         else:
-            self.state = self.initial_state
+            self.state = self.start_state
 
     def _build(self, forced: DNode | None) -> tuple[str, tuple[Derivation, list[dict[str, Any]]] | None]:
         d = self.generator.derive(self.rng, self.chooser, forced=forced, state=self.state)
         if isinstance(d, str):
             return d, None
+        if self.forms:
+            d = self._cased(d)
         text = d.text
         if len(text) > self.max_chars:
             return "length", None
@@ -323,6 +372,36 @@ class SampleStream(Iterator[Sample]):
         if any(self.grammar.tools.domain_problems(call) for call in calls):
             return "domain", None
         return "", (d, calls)
+
+    def _cased(self, d: Derivation) -> Derivation:
+        """``d`` with the words of its literals written in the forms the recordings use, drawn in
+        their shares (see :class:`Casing`). Every form of a word has the word's length and literals
+        match in any case, so tokens, tree and calls stay; a literal the tree keeps is left as is."""
+        literals = self.grammar.table.terminals
+        chars: list[str] | None = None
+        kept: set[int] | None = None
+        for token_type, start in zip(d.token_types, d.token_starts):
+            literal = literals.get(token_type)
+            if not literal:
+                continue
+            for match in WORD_RE.finditer(literal):
+                choice = self.forms.get(match.group().lower())
+                if choice is None:
+                    continue
+                if kept is None:
+                    kept = {t.start_pos for t in d.tree.scan_values(lambda v: isinstance(v, Token))} \
+                        if isinstance(d.tree, Tree) else set()
+                if start in kept:
+                    break
+                forms, cumulative = choice
+                form = forms[bisect.bisect(cumulative, self.rng.random() * cumulative[-1])]
+                a = start + match.start()
+                if d.text[a:a + len(form)] != form:
+                    chars = chars if chars is not None else list(d.text)
+                    chars[a:a + len(form)] = form
+        if chars is None:
+            return d
+        return Derivation("".join(chars), d.tree, d.expansions, d.token_types, d.token_starts, d.phrasing)
 
     def _capitalized(self, d: Derivation, calls: list[dict[str, Any]]) -> Derivation:
         """``d`` with its first letter upper-cased, as people start sentences; ``d`` itself where
@@ -358,6 +437,17 @@ class SampleStream(Iterator[Sample]):
         except (InstructionParseError, RecursionError):
             return d
         return Derivation(text, root, d.expansions, d.token_types, d.token_starts, d.phrasing)
+
+
+def _form_table(forms: dict[str, dict[str, int]]) -> dict[str, tuple[tuple[str, ...], tuple[float, ...]]]:
+    """``{word: (forms, cumulative weights)}``: each recorded form weighs its count, and the
+    grammar's lower-case form one more, so a form the recordings wrote once is not forced."""
+    table = {}
+    for lower, seen in forms.items():
+        weights = {**seen, lower: seen.get(lower, 0) + 1}
+        names = tuple(sorted(weights))
+        table[lower] = (names, tuple(itertools.accumulate(float(weights[n]) for n in names)))
+    return table
 
 
 def _check_options(opts: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
@@ -421,10 +511,16 @@ def sample(
         (``"auto"``: exact, ``"fast"``, ``"reference"``, ``"off"``), ``max_attempts`` (per sample, default 200),
         ``preconditions`` (steer toward valid call sequences, default True), ``max_chars``,
         ``sources`` (a :class:`~grammar_engine.value_sources.ValueSources`), ``audit_every``,
-        ``session_length`` (default 4: instructions are the steps of sessions of that mean length,
-        each starting from the facts the earlier ones established, so that ``umap`` alone is a
-        valid instruction once an earlier one computed the neighbours; 1: every instruction starts
-        from the domain's initial state), ``sentence_case`` (default 0.5: the share of instructions
+        ``session_start`` (``"recorded"``, the default except for the uniform strategy: sessions
+        start from the domain's initial state plus every fact the recorded instructions need
+        before their calls, so that ``umap`` alone is drawn as often as people say it;
+        ``"initial"``: from the domain's initial state, so that a session's calls run as a whole
+        on a freshly loaded dataset; see :class:`SessionStart`), ``session_length`` (default 1:
+        every instruction starts a session; larger: instructions are the steps of sessions of that
+        mean length, each starting from the facts the earlier ones established), ``casing``
+        (``"recorded"``, the default except for the uniform strategy: the words of literals are
+        written in the forms and shares the recordings use, ``UMAP`` beside ``umap``; ``"grammar"``:
+        as the grammar writes them; see :class:`Casing`), ``sentence_case`` (default 0.5: the share of instructions
         whose first letter is upper-cased, as people start sentences, where that changes no call);
         the coverage strategy adds ``targets`` (kinds to steer toward), ``fallback`` (strategy once
         they are covered), ``max_repeat``, ``max_size``, ``focus_below`` and ``focus_tries`` (see
@@ -448,6 +544,7 @@ def sample(
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
         raise InvalidArgument(f"n must be a whole number >= 0 or None, got {n!r}")
     factory, own = _registered(strategy)
+    key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     opts = _check_options(options, {**_OPTIONS, **own})
     until_covered = opts.pop("until_covered", False)
     if not isinstance(until_covered, bool):
@@ -478,15 +575,31 @@ def sample(
         sentence_case = DEFAULT_SENTENCE_CASE
     if isinstance(sentence_case, bool) or not isinstance(sentence_case, (int, float)) or not 0 <= sentence_case <= 1:
         raise InvalidArgument(f"sentence_case must be a number in [0, 1], got {sentence_case!r}")
+    learned = recorded_defaults(key)
+    session_start = opts.pop("session_start")
+    casing = opts.pop("casing")
+    try:
+        start = SessionStart(learned["session_start"] if session_start is None else session_start)
+    except ValueError:
+        raise InvalidArgument(f"session_start must be one of {[s.value for s in SessionStart]}, "
+                              f"got {session_start!r}") from None
+    try:
+        cased = Casing(learned["casing"] if casing is None else casing) is Casing.RECORDED
+    except ValueError:
+        raise InvalidArgument(f"casing must be one of {[c.value for c in Casing]}, got {casing!r}") from None
+    start_state = frozenset(grammar.tools.initial_state)
+    if start is SessionStart.RECORDED and generator.preconditions:
+        start_state |= recorded_use(grammar, opts.get("recordings")).needs
+    forms = _form_table(recorded_use(grammar, opts.get("recordings")).forms) if cased else {}
     verifier = None if mode is VerifyMode.OFF else verifier_for(grammar, mode.value, audit_every=audit_every)
     chooser = factory(grammar, generator=generator, **opts)
-    key = strategy.value if isinstance(strategy, SamplingStrategy) else str(strategy)
     report = SamplingReport(key, seed if rng is None else None,
                             verifier=verifier.describe() if verifier is not None else {"kind": "off"},
                             progress=getattr(chooser, "progress", None))
     return SampleStream(grammar, n, chooser, generator, verifier, rng or random.Random(seed), report,
                         max_attempts=max_attempts, max_chars=max_chars, session_length=float(session_length),
-                        sentence_case=float(sentence_case), until_covered=until_covered)
+                        sentence_case=float(sentence_case), until_covered=until_covered, start_state=start_state,
+                        forms=forms)
 
 
 # -- near --------------------------------------------------------------------------------------------------
@@ -542,7 +655,7 @@ def near(
     root = derivation_of_parse(tables, decomposition.text, decomposition.expansions)
     if root is None:
         raise SamplingError(f"cannot replay the parse of {decomposition.text!r}")
-    options.setdefault("session_length", 1)  # variants of one instruction, each from the initial state
+    options.setdefault("session_length", 1)  # variants of one instruction, each from the session start
     stream = sample(grammar, None, strategy=strategy, seed=seed, **options)
     rng = stream.rng
     sites = _sites(root)

@@ -10,8 +10,9 @@ ones, larger values move toward uniform (``math.inf`` is uniform), 0 always take
 probable allowed expansion.
 
 Recordings are parsed with the exact pruned-Earley parser of :mod:`grammar_engine.verification`
-(falling back to :meth:`Grammar.parse` when a recording has several derivations), and the result is
-cached per grammar when the domain's own recordings are used.
+(falling back to :meth:`Grammar.parse` when a recording has several derivations), once per grammar
+and set of recorded texts (:func:`recorded_use`); the weights are cached per grammar when the
+domain's own recordings are used.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExpansionWeights",
+    "RecordedUse",
     "UniformChooser",
     "WeightedChooser",
     "expansion_weights",
+    "literal_words",
     "recorded_instructions",
+    "recorded_use",
     "weight_overrides",
 ]
 
@@ -127,6 +131,81 @@ def recorded_instructions(grammar: Grammar, recordings: Any) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class RecordedUse:
+    """What the parses of the recorded instructions teach the samplers.
+
+    Attributes
+    ----------
+    counts
+        How often the parses used each expansion (by expansion index).
+    parsed, failed
+        Recordings that parsed, and that did not.
+    needs
+        The facts the recorded instructions need before their calls beyond the domain's initial
+        state (:meth:`~grammar_engine.tools.ToolRegistry.needed_before`): ``plot umap colored by
+        leiden`` is said once the embedding and the clusters exist.
+    forms
+        How the recordings write the words of the grammar's literals, for each word they write
+        otherwise than in lower case at least once: ``{"umap": {"umap": 12, "UMAP": 6}}``. A
+        capital that only starts a sentence is not counted (``sentence_case`` draws that), nor a
+        word of one letter.
+    """
+
+    counts: Counter[int]
+    parsed: int
+    failed: int
+    needs: frozenset[str]
+    forms: dict[str, dict[str, int]]
+
+
+#: A word of an instruction or a literal: letters and digits, hyphens inside (``t-SNE``); not a part
+#: of an identifier or a path (``S_score``, ``data/pbmc.h5ad``).
+WORD_RE = re.compile(r"(?<![\w./-])[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?![\w/]|[.-]\w)")
+#: Where a sentence starts: the text's start, or after ``.``, ``?``, ``!`` or a line break.
+_SENTENCE_START_RE = re.compile(r"(?:^|[.?!\n])\s*$")
+
+
+def literal_words(grammar: Grammar) -> frozenset[str]:
+    """The words of the grammar's string literals, in lower case (literals match in any case)."""
+    return frozenset(w.lower() for literal in grammar.table.terminals.values() if literal
+                     for w in WORD_RE.findall(literal))
+
+
+def recorded_use(grammar: Grammar, recordings: Any = None) -> RecordedUse:
+    """Parse the recorded instructions (``recordings`` as for :func:`expansion_weights`) once per
+    grammar and set of texts, and count what they use."""
+    texts = tuple(recorded_instructions(grammar, recordings))
+    cached = _USES.setdefault(grammar, {}).get(texts)
+    if cached is not None:
+        return cached
+    counts: Counter[int] = Counter()
+    needs: set[str] = set()
+    vocabulary = literal_words(grammar)
+    forms: dict[str, Counter[str]] = {}
+    parsed = failed = 0
+    for text in texts:
+        found = grammar.try_parse(text)
+        if found is None:
+            failed += 1
+            continue
+        parsed += 1
+        counts.update(found.expansions)
+        needs |= grammar.tools.needed_before(found.calls)
+        for match in WORD_RE.finditer(found.text):
+            word = match.group()
+            lower = word.lower()
+            if len(word) < 2 or lower not in vocabulary:
+                continue
+            if word == lower.capitalize() and _SENTENCE_START_RE.search(found.text, 0, match.start()):
+                continue
+            forms.setdefault(lower, Counter())[word] += 1
+    kept = {lower: dict(sorted(seen.items())) for lower, seen in sorted(forms.items()) if set(seen) != {lower}}
+    result = RecordedUse(counts, parsed, failed, frozenset(needs), kept)
+    _USES[grammar][texts] = result
+    return result
+
+
 def expansion_weights(
     grammar: Grammar,
     *,
@@ -160,15 +239,8 @@ def expansion_weights(
     cached = _WEIGHTS.setdefault(grammar, {}).get(cache_key) if cache_key is not None else None
     if cached is not None:
         return cached
-    counts: Counter[int] = Counter()
-    parsed = failed = 0
-    for text in recorded_instructions(grammar, recordings):
-        found = grammar.try_parse(text)
-        if found is None:
-            failed += 1
-            continue
-        parsed += 1
-        counts.update(found.expansions)
+    use = recorded_use(grammar, recordings)
+    counts, parsed, failed = use.counts, use.parsed, use.failed
     chosen = weight_overrides(grammar) if overrides is True else (dict(overrides) if overrides else {})
     probabilities: dict[int, float] = {}
     for origin, exps in grammar.table.by_origin.items():
@@ -190,6 +262,7 @@ def expansion_weights(
 
 
 _WEIGHTS: weakref.WeakKeyDictionary[Any, dict[Any, ExpansionWeights]] = weakref.WeakKeyDictionary()
+_USES: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], RecordedUse]] = weakref.WeakKeyDictionary()
 
 
 class UniformChooser(Chooser):

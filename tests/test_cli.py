@@ -107,3 +107,19 @@ def test_sample_until_covered_stops_by_itself(tmp_path: Path, capsys) -> None:
     code = main(["sample", EXAMPLE, "-n", "10", "--until-covered", "--quiet", "--output", str(tmp_path / "w")])
     assert code == 2
     assert "needs the coverage strategy" in capsys.readouterr().err
+
+
+def test_sample_takes_the_session_start_and_the_casing(tmp_path: Path, capsys) -> None:
+    """The manifest says what each corpus was drawn with: the learned defaults of the weighted
+    sampler, the uniform baseline's own, or what the command line asked for."""
+    runs = {"weighted": [], "uniform": ["--strategy", "uniform"],
+            "asked": ["--session-start", "initial", "--casing", "grammar"]}
+    for name, extra in runs.items():
+        assert main(["sample", EXAMPLE, "-n", "20", "--quiet", "--output", str(tmp_path / name), *extra]) == 0
+    options = {name: json.loads((tmp_path / name / "manifest.json").read_text())["options"] for name in runs}
+    assert (options["weighted"]["session_start"], options["weighted"]["casing"]) == ("recorded", "recorded")
+    assert (options["uniform"]["session_start"], options["uniform"]["casing"]) == ("initial", "grammar")
+    assert (options["asked"]["session_start"], options["asked"]["casing"]) == ("initial", "grammar")
+    with pytest.raises(SystemExit):
+        main(["sample", EXAMPLE, "-n", "2", "--output", str(tmp_path / "x"), "--casing", "upper"])
+    assert "invalid choice" in capsys.readouterr().err

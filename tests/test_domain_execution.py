@@ -40,12 +40,13 @@ def test_one_thousand_sampled_chem_call_lists_run(tmp_path: Path) -> None:
 @pytest.mark.singlecell
 def test_one_hundred_sampled_singlecell_instructions_run_session_by_session(tmp_path: Path) -> None:
     """Instructions come in sessions (an instruction may rely on what an earlier one computed):
-    each session's calls, in order, run on a freshly loaded dataset."""
+    sessions that start from the domain's initial state run, each session's calls in order, on a
+    freshly loaded dataset."""
     pytest.importorskip("scanpy")
     grammar = grammar_engine.load(ROOT / "grammars" / "singlecell")
     initial = frozenset(grammar.tools.initial_state)
     sessions: list[list[tuple[str, list[dict]]]] = []
-    for sample in grammar.sample(100, strategy="weighted", seed=11):
+    for sample in grammar.sample(100, strategy="weighted", seed=11, session_start="initial", session_length=4):
         assert grammar.tools.sequence_problems(sample.calls, state=sample.state) == []
         if sample.state == initial or not sessions:
             sessions.append([])

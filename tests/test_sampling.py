@@ -14,6 +14,7 @@ from grammar_engine.errors import GrammarLoadError, InvalidArgument, SamplingErr
 from grammar_engine.generation import Chooser, Derivation, Generator
 from grammar_engine.grammar import Grammar, normalize_instruction
 from grammar_engine.sampling import Sample, expansion_weights, near, sample, weight_overrides
+from grammar_engine.weights import recorded_instructions, recorded_use
 from grammar_engine.value_sources import (
     RegexGenerator,
     ValueSourceKind,
@@ -207,6 +208,87 @@ def test_sessions_carry_facts_from_one_instruction_to_the_next():
     assert again == [s.instruction for s in samples]
 
 
+def test_sessions_start_from_what_the_recordings_need():
+    """A recording says 'use' alone: under the default ``session_start="recorded"`` sessions start
+    with 'ready' true, so 'use' alone is drawn from the first instruction on; from the initial
+    state it never is, and the uniform baseline starts there unless told."""
+    tools = {"domain": "steps", "tools": [
+        {"name": "prepare", "parameters": {"type": "object", "properties": {}}, "provides": ["ready"]},
+        {"name": "use", "parameters": {"type": "object", "properties": {}}, "requires": ["ready"]},
+    ]}
+    grammar = Grammar.from_text(_STEPS, tools)
+    recordings = ["use", "prepare then use"]
+    stream = sample(grammar, 200, strategy="weighted", seed=2, recordings=recordings, session_length=1)
+    assert stream.start_state == frozenset({"ready"})
+    samples = list(stream)
+    assert all(s.state == frozenset({"ready"}) for s in samples)
+    assert sum(s.tools[0] == "use" for s in samples) > 50
+    assert all(grammar.tools.sequence_problems(s.calls, state=s.state) == [] for s in samples)
+    for strategy, options in (("weighted", {"session_start": "initial"}), ("uniform", {})):
+        fresh = list(sample(grammar, 200, strategy=strategy, seed=2, recordings=recordings, session_length=1, **options))
+        assert all(s.state == frozenset() and s.tools[0] == "prepare" for s in fresh)
+    # what the recordings need follows the recordings given
+    assert sample(grammar, 1, recordings=["prepare then use"]).start_state == frozenset()
+    with pytest.raises(InvalidArgument, match="session_start"):
+        sample(grammar, 1, session_start="warm")
+
+
+def test_every_singlecell_recording_holds_from_the_recorded_start():
+    grammar = grammar_engine.load(Path(__file__).resolve().parent.parent / "grammars" / "singlecell")
+    start = sample(grammar, 1).start_state
+    assert frozenset(grammar.tools.initial_state) < start
+    parsed = [d for d in map(grammar.try_parse, recorded_instructions(grammar, None)) if d is not None]
+    assert len(parsed) > 100
+    blocked = [d.text for d in parsed if grammar.tools.sequence_problems(d.calls, state=grammar.tools.initial_state)]
+    assert len(blocked) > 20  # recordings said late in an analysis: what the start adds is needed
+    assert [d.text for d in parsed if grammar.tools.sequence_problems(d.calls, state=start)] == []
+
+
+def test_near_a_step_said_late_in_an_analysis_keeps_its_tool():
+    """``plot umap colored by leiden`` needs an embedding and clusters: from the recorded start its
+    variants can keep the plot; from the initial state every variant must leave it."""
+    grammar = grammar_engine.load(Path(__file__).resolve().parent.parent / "grammars" / "singlecell")
+    instruction = "plot umap colored by leiden and CST3"
+    variants = near(grammar, instruction, 4, seed=0)
+    assert len(variants) == 4 and sum("plot_umap" in v.tools for v in variants) >= 2
+    assert all("plot_umap" not in v.tools for v in near(grammar, instruction, 4, seed=0, session_start="initial"))
+
+
+_CASED = """
+start: step (_THEN step)*
+step: call_prepare | call_use
+call_prepare: "prepare the pca"
+call_use: "use" "it"?
+_THEN: "then"
+%import common.WS
+%ignore WS
+"""
+
+
+def test_literal_words_are_written_as_the_recordings_write_them():
+    """The recordings write ``PCA`` twice and ``pca`` once: with the grammar's own form counted
+    once more, half of the samples say ``PCA``. A capital that only starts a sentence, a word of
+    one letter and the part of an identifier teach nothing."""
+    tools = {"domain": "steps", "tools": [
+        {"name": "prepare", "parameters": {"type": "object", "properties": {}}},
+        {"name": "use", "parameters": {"type": "object", "properties": {}}}]}
+    grammar = Grammar.from_text(_CASED, tools)
+    recordings = ["prepare the PCA", "Use then prepare the PCA", "prepare the pca then use IT", "use it"]
+    assert recorded_use(grammar, recordings).forms == {"it": {"IT": 1, "it": 1}, "pca": {"PCA": 2, "pca": 1}}
+    samples = list(sample(grammar, 400, seed=1, recordings=recordings, sentence_case=0))
+    said = [s.instruction for s in samples if "prepare" in s.tools]
+    share = sum("PCA" in text for text in said) / len(said)
+    assert 0.35 < share < 0.65
+    assert all("pca" in text.lower() and "Prepare" not in text for text in said)
+    assert all(grammar.parse(s.instruction).calls == s.calls for s in samples[:50])
+    plain = list(sample(grammar, 400, seed=1, recordings=recordings, sentence_case=0, casing="grammar"))
+    assert all(s.instruction == s.instruction.lower() for s in plain)
+    assert all(s.instruction == s.instruction.lower()
+               for s in sample(grammar, 100, strategy="uniform", seed=1, recordings=recordings, sentence_case=0))
+    with pytest.raises(InvalidArgument, match="casing"):
+        sample(grammar, 1, casing="upper")
+
+
 @pytest.mark.parametrize("bad", [0, 0.5, True, "4", float("inf")])
 def test_session_length_must_be_a_number_of_at_least_one(bad):
     grammar = Grammar.from_text(_STEPS, {"domain": "steps", "tools": [
@@ -276,16 +358,16 @@ def test_regex_generator_and_value_source_registry(example_grammar):
 
 def test_sentence_case_capitalizes_first_letters_without_changing_calls():
     grammar = grammar_engine.load(GRAMMARS / "example")
-    plain = list(sample(grammar, 200, seed=3, sentence_case=0))
+    plain = list(sample(grammar, 200, seed=3, sentence_case=0, casing="grammar"))
     assert not any(s.instruction[:1].isupper() for s in plain)
-    cased = list(sample(grammar, 200, seed=3, sentence_case=1))
+    cased = list(sample(grammar, 200, seed=3, sentence_case=1, casing="grammar"))
     upper = [s for s in cased if s.instruction[:1].isupper()]
     assert len(upper) > 100
     for s in upper:
         _check(grammar, s)
         kept = [v for v in s.tree.scan_values(lambda v: getattr(v, "start_pos", None) == 0)]
         assert all(v == s.instruction[:len(v)] for v in kept)  # a first token the tree keeps says so too
-    half = list(sample(grammar, 400, seed=3))  # default: about half
+    half = list(sample(grammar, 400, seed=3, casing="grammar"))  # default: about half
     share = sum(s.instruction[:1].isupper() for s in half) / len(half)
     assert 0.25 < share < 0.6
     with pytest.raises(InvalidArgument, match="sentence_case"):
