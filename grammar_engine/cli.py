@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--session-length", type=float, default=DEFAULT_SESSION_LENGTH, metavar="L",
                    help="mean instructions per session: each starts from the facts the earlier ones of its "
-                        "session established (1: every instruction starts from the initial state)")
+                        "session established (1, the default: every instruction starts from the session start)")
     p.add_argument("--session-start", choices=[s.value for s in SessionStart], default=None,
                    help="facts each session starts from: 'recorded' (the initial state plus what the recorded "
                         "instructions need before their calls; default) or 'initial' (the domain's initial "

@@ -19,7 +19,8 @@ fixed order, and steers each derivation by the shortest route to the one in focu
 expansion steps down the rule graph; the fallback chooses everywhere else, so the derivation stays
 small). Where the route runs through a call whose preconditions do not hold yet, a call that
 provides what it requires is drawn instead, so that the session's next instruction can take the
-route. A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
+route (with ``session_length`` above 1; sessions that start from the recorded start, the
+default, seldom block a route). A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
 that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Broad steering then goes on
 for the 2-paths, tool pairs and values, until it brings fewer new 2-paths per sample than a
 focused derivation would (:data:`PATH_FOCUS_SHARE` of ``focus_below``); the 2-paths left are
