@@ -1,4 +1,5 @@
-"""Expansion weights learned from recordings, and the weighted and uniform choosers.
+"""What the samplers learn from the recordings (expansion weights, the facts the recorded
+instructions need, the forms of literal words), and the weighted and uniform choosers.
 
 Each expansion's probability is the number of times the parses of the domain's recorded
 instructions used it plus ``alpha`` (add-alpha smoothing, so an expansion no recording used still
@@ -11,8 +12,10 @@ probable allowed expansion.
 
 Recordings are parsed with the exact pruned-Earley parser of :mod:`grammar_engine.verification`
 (falling back to :meth:`Grammar.parse` when a recording has several derivations), once per grammar
-and set of recorded texts (:func:`recorded_use`); the weights are cached per grammar when the
-domain's own recordings are used.
+and set of recorded texts (:func:`recorded_use`), which also gives where sampled sessions start
+(``session_start``) and how literal words are written (``casing``, see
+:mod:`grammar_engine.sampling`); the weights are cached per grammar when the domain's own
+recordings are used.
 """
 
 from __future__ import annotations
