@@ -14,7 +14,6 @@ from grammar_engine.errors import GrammarLoadError, InvalidArgument, SamplingErr
 from grammar_engine.generation import Chooser, Derivation, Generator
 from grammar_engine.grammar import Grammar, normalize_instruction
 from grammar_engine.sampling import Sample, expansion_weights, near, sample, weight_overrides
-from grammar_engine.weights import recorded_instructions, recorded_use
 from grammar_engine.value_sources import (
     RegexGenerator,
     ValueSourceKind,
@@ -24,6 +23,7 @@ from grammar_engine.value_sources import (
 )
 from grammar_engine.values import parse_number
 from grammar_engine.verification import calls_key
+from grammar_engine.weights import WORD_RE, recorded_instructions, recorded_use
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 
@@ -267,14 +267,16 @@ _THEN: "then"
 
 def test_literal_words_are_written_as_the_recordings_write_them():
     """The recordings write ``PCA`` twice and ``pca`` once: with the grammar's own form counted
-    once more, half of the samples say ``PCA``. A capital that only starts a sentence, a word of
-    one letter and the part of an identifier teach nothing."""
+    once more, half of the samples say ``PCA``. A capital that only starts a sentence (``Use then
+    ...``) teaches nothing."""
     tools = {"domain": "steps", "tools": [
         {"name": "prepare", "parameters": {"type": "object", "properties": {}}},
         {"name": "use", "parameters": {"type": "object", "properties": {}}}]}
     grammar = Grammar.from_text(_CASED, tools)
     recordings = ["prepare the PCA", "Use then prepare the PCA", "prepare the pca then use IT", "use it"]
     assert recorded_use(grammar, recordings).forms == {"it": {"IT": 1, "it": 1}, "pca": {"PCA": 2, "pca": 1}}
+    # words are read whole, never out of an identifier or a path
+    assert WORD_RE.findall("S_score of data/PBMC.h5ad, t-SNE and kNN. Done") == ["of", "t-SNE", "and", "kNN", "Done"]
     samples = list(sample(grammar, 400, seed=1, recordings=recordings, sentence_case=0))
     said = [s.instruction for s in samples if "prepare" in s.tools]
     share = sum("PCA" in text for text in said) / len(said)
