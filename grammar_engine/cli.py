@@ -193,8 +193,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     manifest = write_corpus(grammar, args.output, n=args.n, strategy=args.strategy, seed=args.seed,
                             workers=args.workers, progress=not args.quiet, session_length=args.session_length,
                             sentence_case=args.sentence_case, until_covered=args.until_covered,
-                            **{name: value for name, value in (("session_start", args.session_start),
-                                                               ("casing", args.casing)) if value})
+                            session_start=args.session_start, casing=args.casing)
     print(json.dumps({k: manifest[k] for k in ("domain", "strategy", "seed", "counts", "covering_head") if k in manifest}))
     return 0
 

@@ -474,8 +474,9 @@ def write_corpus(
         raise InvalidArgument(f"until_covered (--until-covered) needs the coverage strategy (--strategy coverage), not {key!r}")
     options.setdefault("session_length", DEFAULT_SESSION_LENGTH)  # recorded in the manifest
     options.setdefault("sentence_case", DEFAULT_SENTENCE_CASE)
-    for name, value in recorded_defaults(key).items():  # session_start, casing
-        options.setdefault(name, value)
+    for name, value in recorded_defaults(key).items():  # session_start, casing; None asks for the default
+        if options.get(name) is None:
+            options[name] = value
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in list(out.glob("train-*.jsonl")) + list(out.glob("heldout-*.jsonl")):

@@ -20,15 +20,16 @@ expansion steps down the rule graph; the fallback chooses everywhere else, so th
 small). Where the route runs through a call whose preconditions do not hold yet, a call that
 provides what it requires is drawn instead, so that the session's next instruction can take the
 route (with ``session_length`` above 1; sessions that start from the recorded start, the
-default, seldom block a route). A target is given up after ``focus_tries`` derivations in focus on it (accepted or not)
-that do not cover it (:meth:`CoverageChooser.given_up_expansions`). Broad steering then goes on
-for the 2-paths, tool pairs and values, until it brings fewer new 2-paths per sample than a
-focused derivation would (:data:`PATH_FOCUS_SHARE` of ``focus_below``); the 2-paths left are
-then taken one at a time the same way: the shortest route to the parent expansion, then below it
-the shortest route to the child through helper expansions (:meth:`CoverageChooser.given_up_paths`);
-a 2-path whose parent or child was given up uncovered is skipped. Once :data:`REST_PATIENCE`
-samples in a row after that cover no tool pair or value, every target counts as covered or given
-up (:attr:`CoverageChooser.exhausted`) and the stream can stop (``until_covered``).
+default, seldom block a route). A target is given up after ``focus_tries`` derivations in focus
+on it (accepted or not) that do not cover it (:meth:`CoverageChooser.given_up_expansions`).
+Broad steering then goes on for the 2-paths, tool pairs and values, until it brings fewer new
+2-paths per sample than a focused derivation would (:data:`PATH_FOCUS_SHARE` of
+``focus_below``); the 2-paths left are then taken one at a time the same way: the shortest
+route to the parent expansion, then below it the shortest route to the child through helper
+expansions (:meth:`CoverageChooser.given_up_paths`); a 2-path whose parent or child was given up
+uncovered is skipped. Once :data:`REST_PATIENCE` samples in a row after that cover no tool pair or
+value, every target counts as covered or given up (:attr:`CoverageChooser.exhausted`) and the
+stream can stop (``until_covered``).
 
 Registered as ``sample(..., strategy="coverage")``; options ``fallback``, ``targets`` (kinds to
 steer toward), ``max_repeat``, ``max_size``, ``focus_below``, ``focus_tries``,

@@ -587,10 +587,12 @@ def sample(
         cased = Casing(learned["casing"] if casing is None else casing) is Casing.RECORDED
     except ValueError:
         raise InvalidArgument(f"casing must be one of {[c.value for c in Casing]}, got {casing!r}") from None
+    starts_recorded = start is SessionStart.RECORDED and generator.preconditions
+    use = recorded_use(grammar, opts.get("recordings")) if starts_recorded or cased else None
     start_state = frozenset(grammar.tools.initial_state)
-    if start is SessionStart.RECORDED and generator.preconditions:
-        start_state |= recorded_use(grammar, opts.get("recordings")).needs
-    forms = _form_table(recorded_use(grammar, opts.get("recordings")).forms) if cased else {}
+    if use is not None and starts_recorded:
+        start_state |= use.needs
+    forms = _form_table(use.forms) if use is not None and cased else {}
     verifier = None if mode is VerifyMode.OFF else verifier_for(grammar, mode.value, audit_every=audit_every)
     chooser = factory(grammar, generator=generator, **opts)
     report = SamplingReport(key, seed if rng is None else None,
