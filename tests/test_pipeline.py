@@ -63,6 +63,12 @@ def test_pipeline_writes_a_report_with_tables_and_plots(tmp_path: Path, capsys) 
     pytest.importorskip("matplotlib")
     assert (out / "coverage.png").stat().st_size > 1000
     assert (out / "accuracy_per_tool_recorded.png").is_file()
+    # every miss of the model is given a kind, in the report and in its figures
+    misses = recorded["model"]["n"] - round(recorded["model"]["exact_match"] * recorded["model"]["n"])
+    assert sum(recorded["model"]["failures"].values()) == misses
+    if misses:
+        assert "Misses by kind:" in report and (out / "failures.png").stat().st_size > 1000
+        assert "![the model's misses by kind](failures.png)" in report
 
 
 def test_sample_command_is_deterministic(tmp_path: Path, capsys) -> None:

@@ -8,9 +8,12 @@ import pytest
 
 from grammar_engine.errors import InstructionParseError
 from training.evaluation import (
+    FAILURE_KINDS,
+    classify_failure,
     comparable_calls,
     compare_systems,
     evaluate_predictions,
+    format_failures,
     format_table,
     parser_predictions,
     read_gold,
@@ -102,6 +105,48 @@ def test_metrics_on_hand_made_predictions():
     json.dumps(data)
 
 
+@pytest.mark.parametrize(("gold", "predicted", "kind", "slots"), [
+    ([call("pca"), call("log1p")], [call("log1p"), call("pca")], "wrong order", []),
+    ([call("pca", n_comps=50)], [call("pca", n_comps=30)], "wrong arguments", ["pca.n_comps"]),
+    ([call("leiden", resolution=0.5)], [call("leiden", resolution=0.5, key_added="x")], "wrong arguments",
+     ["leiden.key_added"]),
+    ([call("pca"), call("log1p")], [call("pca")], "call missing", []),
+    ([call("pca")], [], "call missing", []),
+    ([call("pca", n_comps=5)], [call("pca", n_comps=6), call("log1p")], "call extra", ["pca.n_comps"]),
+    ([call("pca"), call("log1p")], [call("pca"), call("leiden")], "wrong tool", []),
+    ([call("pca"), call("pca", n_comps=5)], [call("pca", n_comps=5), call("pca", n_comps=7)], "wrong arguments",
+     ["pca.n_comps"]),
+    ([call("log1p")], ["junk"], "wrong tool", []),
+])
+def test_each_miss_gets_one_kind_and_the_arguments_at_fault(gold, predicted, kind, slots):
+    assert kind in FAILURE_KINDS
+    assert classify_failure(comparable_calls(gold, REG), comparable_calls(predicted, REG)) == (kind, slots)
+    assert classify_failure(comparable_calls(gold, REG), [], well_formed=False) == ("not a call list", [])
+
+
+def test_a_report_counts_its_misses_by_kind_and_argument():
+    gold = [{"id": str(i), "instruction": "i", "calls": calls} for i, calls in enumerate([
+        [call("pca", n_comps=50)], [call("pca", n_comps=50)], [call("log1p")], [call("log1p"), call("pca")],
+        [call("log1p")], [call("pca")]])]
+    predictions = [{"id": "0", "calls": [call("pca", n_comps=20)]},  # wrong argument
+                   {"id": "1", "calls": [call("pca", n_comps=10)]},  # the same slot again
+                   {"id": "2", "calls": [], "error": "not JSON"},  # not a call list; "5" has no prediction
+                   {"id": "3", "calls": [call("log1p")]},  # a call missing
+                   {"id": "4", "calls": [call("log1p")]}]  # exact
+    report = evaluate_predictions(predictions, gold, REG)
+    assert report.failures == {"wrong arguments": 2, "not a call list": 2, "call missing": 1}
+    assert sum(report.failures.values()) == report.n - report.exact
+    assert report.wrong_arguments == {"pca.n_comps": 2}
+    data = report.to_dict()
+    assert list(data["failures"]) == ["not a call list", "call missing", "wrong arguments"]  # FAILURE_KINDS order
+    assert {m["id"]: m["kind"] for m in data["mismatches"]}["3"] == "call missing"
+    assert next(m for m in data["mismatches"] if m["id"] == "0")["arguments"] == ["pca.n_comps"]
+    table = format_failures({"model": report, "parser": evaluate_predictions(predictions[:1], gold[:1], REG)})
+    rows = {line[:16].strip(): line.split()[-2:] for line in table.splitlines()[1:len(FAILURE_KINDS) + 1]}
+    assert rows["wrong arguments"] == ["2", "1"] and rows["not a call list"] == ["2", "0"]
+    assert "model, wrong arguments: pca.n_comps 2" in table
+
+
 def test_parser_model_comparison_and_table():
     class StubParser:
         def parse(self, text):
@@ -140,7 +185,11 @@ def test_cli_evaluate_reads_gold_and_writes_report(tmp_path, capsys):
     code = main(["evaluate", "--predictions", str(predictions), "--predictions", f"again={predictions}",
                  "--gold", str(gold), "--domain", str(domain), "--output", str(tmp_path / "report.json")])
     assert code == 0
-    assert "again" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "again" in printed
+    # r3 has no prediction: a miss of kind "not a call list", once for each of the two systems
+    assert "misses by kind" in printed and any(line.split() == ["not", "a", "call", "list", "1", "1"]
+                                               for line in printed.splitlines())
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["systems"]["model"]["exact_match"] == 0.5 and report["systems"]["model"]["missing"] == 1
     assert main(["evaluate", "--gold", str(gold), "--domain", str(domain)]) == 2

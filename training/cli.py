@@ -231,7 +231,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: prints a comparison table; returns 0 when every input could be read."""
-    from .evaluation import compare_systems, format_table, parser_predictions, read_gold, read_predictions, write_report
+    from .evaluation import (compare_systems, format_failures, format_table, parser_predictions, read_gold,
+                             read_predictions, write_report)
     from .predict import load_domain_registry, load_parser
 
     if not args.predictions and not args.parser:
@@ -250,6 +251,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _error(str(exc))
     reports = compare_systems(systems, gold, registry)
     print(format_table(reports))
+    if any(report.failures for report in reports.values()):
+        print()
+        print(format_failures(reports))
     if args.output:
         write_report(args.output, reports, gold=str(args.gold), domain=str(args.domain))
         print(f"report written to {args.output}")

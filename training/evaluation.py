@@ -14,6 +14,10 @@ Metrics: exact match of the whole ordered call list; call-level precision, recal
 predicted and gold calls as multisets (micro-averaged over instructions), overall and per tool;
 the rates of well-formed and schema-valid predictions. :func:`compare_systems` puts parser
 alone, model alone and parser+model side by side.
+
+Every miss is also given one kind (:func:`classify_failure`, :data:`FAILURE_KINDS`), and the
+arguments a system gets wrong in calls of the right tool are counted as ``tool.argument``, so a
+report says where a system fails as well as how often.
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ from .data import iter_jsonl, record_calls
 __all__ = [
     "CONDITIONAL_ARGUMENTS",
     "UNORDERED_ARGUMENTS",
+    "FAILURE_KINDS",
     "EvaluationReport",
     "Scores",
     "canonical_smiles",
+    "classify_failure",
     "comparable_calls",
     "compare_systems",
     "evaluate_predictions",
+    "format_failures",
     "format_table",
     "parser_predictions",
     "read_gold",
@@ -56,6 +63,16 @@ CONDITIONAL_ARGUMENTS: dict[str, dict[str, tuple[str, Any, frozenset[Any]]]] = {
     "tanimoto_similarity": {"radius": ("fingerprint", "morgan", frozenset({"morgan"}))},
 }
 """Per tool, ``argument -> (other argument, its default, values of it where the argument counts)``."""
+
+FAILURE_KINDS: dict[str, str] = {
+    "not a call list": "no prediction, or an output that is not a well-formed call list",
+    "wrong tool": "a call of a tool the gold list does not have, in place of one it has",
+    "call missing": "every predicted call's tool is in the gold list, but calls are missing",
+    "call extra": "every gold call's tool is predicted, plus calls the gold list does not have",
+    "wrong arguments": "the right tools, with an argument missing, added or of another value",
+    "wrong order": "the right calls in another order",
+}
+"""The kinds of miss :func:`classify_failure` tells apart, in the order a report lists them."""
 
 
 @lru_cache(maxsize=65536)
@@ -128,6 +145,53 @@ def comparable_calls(
     return keys
 
 
+def classify_failure(gold_keys: Sequence[tuple[Any, ...]], predicted_keys: Sequence[tuple[Any, ...]],
+                     *, well_formed: bool = True) -> tuple[str, list[str]]:
+    """Why a prediction misses its gold call list: one of :data:`FAILURE_KINDS`, and the slots.
+
+    Parameters
+    ----------
+    gold_keys, predicted_keys
+        The two call lists as :func:`comparable_calls` keys; they must differ.
+    well_formed
+        False when the prediction was not a valid call list (its calls are then ignored).
+
+    Returns
+    -------
+    tuple
+        The kind, and the ``tool.argument`` slots whose value differs between a gold call and a
+        predicted call of the same tool (calls equal on both sides set aside first, the rest
+        paired per tool in order), sorted.
+    """
+    if not well_formed:
+        return "not a call list", []
+    gold_count, predicted_count = Counter(gold_keys), Counter(predicted_keys)
+    unmatched_gold = list((gold_count - predicted_count).elements())
+    unmatched_predicted = list((predicted_count - gold_count).elements())
+    slots: set[str] = set()
+    for gold_call in unmatched_gold:
+        partner = next((p for p in unmatched_predicted if p[0] == gold_call[0]), None)
+        if partner is None:
+            continue
+        unmatched_predicted.remove(partner)
+        if gold_call[0] == "<malformed>":
+            continue
+        gold_args, predicted_args = dict(gold_call[1]), dict(partner[1])
+        slots.update(f"{gold_call[0]}.{argument}" for argument in gold_args.keys() | predicted_args.keys()
+                     if gold_args.get(argument) != predicted_args.get(argument))
+    gold_tools = Counter(key[0] for key in gold_keys)
+    predicted_tools = Counter(key[0] for key in predicted_keys)
+    if gold_tools == predicted_tools:
+        kind = "wrong order" if gold_count == predicted_count else "wrong arguments"
+    elif not predicted_tools - gold_tools:
+        kind = "call missing"
+    elif not gold_tools - predicted_tools:
+        kind = "call extra"
+    else:
+        kind = "wrong tool"
+    return kind, sorted(slots)
+
+
 @dataclass
 class Scores:
     """Counts of matched, predicted and gold calls, with precision, recall and F1."""
@@ -166,6 +230,8 @@ class EvaluationReport:
     missing: int = 0  # gold ids without a prediction (scored as [])
     schema_valid: int = 0  # predictions whose every call fits its tool's schema
     sources: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # misses per kind of FAILURE_KINDS
+    wrong_arguments: Counter[str] = field(default_factory=Counter)  # misses per "tool.argument"
     mismatches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -184,6 +250,8 @@ class EvaluationReport:
             "errors": self.errors,
             "missing": self.missing,
             "sources": dict(self.sources),
+            "failures": {kind: self.failures[kind] for kind in FAILURE_KINDS if self.failures[kind]},
+            "wrong_arguments": dict(self.wrong_arguments.most_common()),
             "mismatches": self.mismatches,
         }
 
@@ -227,11 +295,18 @@ def evaluate_predictions(
         pred_keys = comparable_calls(predicted, registry, canonical_molecule=canonical_molecule)
         if gold_keys == pred_keys:
             report.exact += 1
-        elif len(report.mismatches) < max_mismatches:
-            report.mismatches.append({"id": record.get("id"), "instruction": record.get("instruction"),
-                                      "gold": gold_calls, "predicted": predicted,
-                                      **({"error": prediction["error"]} if prediction and prediction.get("error")
-                                         else {})})
+        else:
+            well_formed = prediction is not None and not prediction.get("error") and isinstance(
+                prediction.get("calls"), list)
+            kind, slots = classify_failure(gold_keys, pred_keys, well_formed=well_formed)
+            report.failures[kind] += 1
+            report.wrong_arguments.update(slots)
+            if len(report.mismatches) < max_mismatches:
+                report.mismatches.append({"id": record.get("id"), "instruction": record.get("instruction"),
+                                          "gold": gold_calls, "predicted": predicted, "kind": kind,
+                                          **({"arguments": slots} if slots else {}),
+                                          **({"error": prediction["error"]} if prediction and prediction.get("error")
+                                             else {})})
         gold_count, pred_count = Counter(gold_keys), Counter(pred_keys)
         matched = gold_count & pred_count
         report.calls.matched += sum(matched.values())
@@ -308,6 +383,20 @@ def format_table(reports: Mapping[str, EvaluationReport]) -> str:
             f"{report.calls.recall:>7.3f} {report.calls.f1:>7.3f} {data['schema_valid_rate']:>7.3f} "
             f"{report.errors:>7}"
         )
+    return "\n".join(lines)
+
+
+def format_failures(reports: Mapping[str, EvaluationReport], *, top_arguments: int = 5) -> str:
+    """A fixed-width table of each system's misses per kind, then its most often wrong arguments."""
+    width = max(len(kind) for kind in FAILURE_KINDS)
+    names = list(reports)
+    lines = [f"{'misses by kind':<{width}} " + " ".join(f"{name[:14]:>14}" for name in names)]
+    for kind in FAILURE_KINDS:
+        lines.append(f"{kind:<{width}} " + " ".join(f"{reports[name].failures[kind]:>14}" for name in names))
+    for name in names:
+        common = reports[name].wrong_arguments.most_common(top_arguments)
+        if common:
+            lines.append(f"{name}, wrong arguments: " + ", ".join(f"{slot} {count}" for slot, count in common))
     return "\n".join(lines)
 
 

@@ -11,7 +11,8 @@
         model/               the tiny model, its tokenizer, train_log.jsonl, loss.png
         predictions/         recorded.jsonl and heldout.jsonl predictions of each system
         coverage.png         expansion and 2-path coverage against samples drawn
-        accuracy_per_tool.png
+        accuracy_per_tool_<set>.png   call F1 per tool, per system
+        failures.png         the model's misses on each evaluation set, by kind
 """
 
 from __future__ import annotations
@@ -115,6 +116,34 @@ def plot_per_tool(reports: Mapping[str, Any], path: Path, title: str,
     ax.set_ylim(0, 1.05)
     ax.set_title(title, pad=22)
     ax.legend(fontsize=8, ncol=len(reports), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_failures(evaluation: Mapping[str, Mapping[str, Any]], path: Path, title: str,
+                  system: str = "model") -> Path | None:
+    """One system's misses on each evaluation set, as stacked bars of the failure kinds (share of n)."""
+    from .evaluation import FAILURE_KINDS
+
+    plt = _plt()
+    reports = {name: sets[system] for name, sets in evaluation.items() if system in sets and sets[system].n}
+    if plt is None or not reports:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.55 * len(reports)))
+    names = list(reports)
+    left = [0.0] * len(names)
+    for kind in FAILURE_KINDS:
+        shares = [reports[name].failures[kind] / reports[name].n for name in names]
+        if any(shares):
+            ax.barh(names, shares, left=left, label=kind)
+            left = [a + b for a, b in zip(left, shares)]
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(0.05, min(1.0, max(left) * 1.1)))
+    ax.set_xlabel(f"share of the set the {system} misses")
+    ax.set_title(title, pad=22)
+    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -284,6 +313,7 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
         plot_per_tool(reports, out / f"accuracy_per_tool_{set_name}.png",
                       f"{grammar.domain}: call F1 per tool on the {set_name} set", known=grammar.tools.tools)
     figures["evaluation"] = {s: {n: r.to_dict() for n, r in reports.items()} for s, reports in evaluation.items()}
+    plot_failures(evaluation, out / "failures.png", f"{grammar.domain}: why the model misses")
     _done(start, "; ".join(f"{s}: model exact {r['model'].exact_match:.2f}, parser {r['parser'].exact_match:.2f}, "
                            f"both {r['parser+model'].exact_match:.2f}" for s, r in evaluation.items()))
 
@@ -297,6 +327,8 @@ def run_pipeline(config: PipelineConfig, *, log: Callable[[str], None] = print) 
 
 def _report_markdown(grammar: Any, config: PipelineConfig, figures: dict[str, Any],
                      evaluation: Mapping[str, Mapping[str, Any]], out: Path) -> str:
+    from .evaluation import FAILURE_KINDS
+
     check = figures["check"]
     lines = [f"# {grammar.domain}: pipeline report", "",
              f"Grammar `{config.domain_dir}`: {check['tools']} tools, {check['rules']} rules, "
@@ -331,12 +363,25 @@ def _report_markdown(grammar: Any, config: PipelineConfig, figures: dict[str, An
         lines.append("")
         if (out / f"accuracy_per_tool_{set_name}.png").exists():
             lines += [f"![F1 per tool]({f'accuracy_per_tool_{set_name}.png'})", ""]
+        if any(report.failures for report in reports.values()):
+            lines += ["Misses by kind:", ""]
+            lines += _markdown_table(["kind", *reports], [[kind, *(r.failures[kind] for r in reports.values())]
+                                                          for kind in FAILURE_KINDS])
+            wrong = reports["model"].wrong_arguments.most_common(8)
+            if wrong:
+                lines += ["", "Arguments the model gets wrong in calls of the right tool: "
+                          + ", ".join(f"`{slot}` {count}" for slot, count in wrong) + "."]
+            lines.append("")
         failures = reports["model"].mismatches[:15]
         if failures:
             lines += ["Where the model fails (first 15):", ""]
             lines += _markdown_table(
-                ["instruction", "gold", "predicted"],
-                [[f"`{f['instruction']}`", f"`{json.dumps(f['gold'])}`", f"`{json.dumps(f['predicted'])}`"]
-                 for f in failures])
+                ["instruction", "kind", "gold", "predicted"],
+                [[f"`{f['instruction']}`", f.get("kind", ""), f"`{json.dumps(f['gold'])}`",
+                  f"`{json.dumps(f['predicted'])}`"] for f in failures])
             lines.append("")
+    if (out / "failures.png").exists():
+        lines += ["## Why the model misses", "",
+                  "; ".join(f"*{kind}*: {meaning}" for kind, meaning in FAILURE_KINDS.items()) + ".", "",
+                  "![the model's misses by kind](failures.png)", ""]
     return "\n".join(lines) + "\n"
