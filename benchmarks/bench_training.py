@@ -70,22 +70,22 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from experiment import gold_records, save_report, scores_table, train_in_parallel  # noqa: E402
 
-# name -> (the corpus's session_start, session_length, sentence_case and casing; group_by_length of the
-# trainer; model overrides)
+# name -> (the corpus's session_start, session_length, sentence_case and casing; trainer overrides;
+# model overrides)
 DEFAULTS = ("recorded", 1.0, 0.5, "recorded")
-MODELS: dict[str, tuple[tuple[str, float, float, str], int, dict[str, Any]]] = {
-    "sessions from the initial state": (("initial", 4.0, 0.5, "recorded"), 64, {}),
-    "recorded start, sessions of 4": (("recorded", 4.0, 0.5, "recorded"), 64, {}),
-    "no sentence case": (("recorded", 1.0, 0.0, "recorded"), 64, {}),
-    "literals as the grammar writes them": (("recorded", 1.0, 0.5, "grammar"), 64, {}),
-    "plain batches": (DEFAULTS, 1, {}),
-    "hidden 128 (0.9M parameters)": (DEFAULTS, 64, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
-    "no value placeholders": (DEFAULTS, 64, {"value_placeholders": False}),
-    "spaces joined": (DEFAULTS, 64, {"split_spaces": False}),
-    "spaces split": (DEFAULTS, 64, {"split_spaces": True}),
-    "symbols as words": (DEFAULTS, 64, {"value_symbols": False}),
-    "symbols as values": (DEFAULTS, 64, {"value_symbols": True}),
-    "defaults": (DEFAULTS, 64, {}),
+MODELS: dict[str, tuple[tuple[str, float, float, str], dict[str, Any], dict[str, Any]]] = {
+    "sessions from the initial state": (("initial", 4.0, 0.5, "recorded"), {}, {}),
+    "recorded start, sessions of 4": (("recorded", 4.0, 0.5, "recorded"), {}, {}),
+    "no sentence case": (("recorded", 1.0, 0.0, "recorded"), {}, {}),
+    "literals as the grammar writes them": (("recorded", 1.0, 0.5, "grammar"), {}, {}),
+    "plain batches": (DEFAULTS, {"group_by_length": 1}, {}),
+    "hidden 128 (0.9M parameters)": (DEFAULTS, {}, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
+    "no value placeholders": (DEFAULTS, {}, {"value_placeholders": False}),
+    "spaces joined": (DEFAULTS, {}, {"split_spaces": False}),
+    "spaces split": (DEFAULTS, {}, {"split_spaces": True}),
+    "symbols as words": (DEFAULTS, {}, {"value_symbols": False}),
+    "symbols as values": (DEFAULTS, {}, {"value_symbols": True}),
+    "defaults": (DEFAULTS, {}, {}),
 }
 TEST_SETS = ("heldout", "recorded", "unseen", "new genes")
 # real gene symbols outside the singlecell lexicon (tools.json "values", GENE), one per lexicon gene
@@ -154,12 +154,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            for i, r in enumerate(gold_records(grammar.unseen_path, require_calls=True))]}
         sets["new genes"] = with_new_values(sets["recorded"] + sets["unseen"], grammar.tools.value_sources)
         for name in args.models:
-            corpus_options, group, model = MODELS[name]
+            corpus_options, train, model = MODELS[name]
             jobs[(domain, name)] = {
                 "domain_dir": str(domain_dir), "corpus": str(corpora[corpus_options]), "minutes": args.minutes,
                 "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads, "test_sets": sets,
                 "output": str(out / domain / ("model-" + "".join(c if c.isalnum() else "-" for c in name))),
-                "train": {"group_by_length": group}, "model": model,
+                "train": train, "model": model,
             }
     results["sample_s"] = time.perf_counter() - started
     started = time.perf_counter()

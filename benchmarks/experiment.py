@@ -91,7 +91,7 @@ def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
             continue
         predictions = [{"id": g["id"], **p} for g, p in zip(gold, predictor.predict([g["instruction"] for g in gold]))]
         report = evaluate_predictions(predictions, gold, grammar.tools)
-        scores[set_name] = {"exact": report.exact_match, "f1": report.calls.f1}
+        scores[set_name] = {"exact": report.exact_match, "f1": report.calls.f1, "failures": dict(report.failures)}
     return {"scores": scores, "steps": result.steps, "tokens": result.tokens_per_second * result.elapsed_s,
             "tokens_per_second": result.tokens_per_second, "final_loss": result.final_loss,
             "elapsed_s": result.elapsed_s}
