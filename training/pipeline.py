@@ -131,7 +131,7 @@ def plot_failures(evaluation: Mapping[str, Mapping[str, Any]], path: Path, title
     reports = {name: sets[system] for name, sets in evaluation.items() if system in sets and sets[system].n}
     if plt is None or not reports:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.55 * len(reports)))
+    fig, ax = plt.subplots(figsize=(6.5, 2.0 + 0.55 * len(reports)))
     names = list(reports)
     left = [0.0] * len(names)
     for kind in FAILURE_KINDS:
@@ -142,8 +142,8 @@ def plot_failures(evaluation: Mapping[str, Mapping[str, Any]], path: Path, title
     ax.invert_yaxis()
     ax.set_xlim(0, max(0.05, min(1.0, max(left) * 1.1)))
     ax.set_xlabel(f"share of the set the {system} misses")
-    ax.set_title(title, pad=22)
-    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
