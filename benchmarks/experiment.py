@@ -13,7 +13,8 @@ against the tool contract alone; no grammar rule or weight was fitted to it) whe
     python benchmarks/experiment.py --out runs/experiment                  # singlecell, 2 folds
     python benchmarks/experiment.py --domains chem --out runs/experiment-chem
 
-It prints a markdown table and writes ``results.json`` and ``experiment.md`` under ``--out``.
+It prints a markdown table and writes ``results.json`` (every fold's scores, and each system's misses by kind
+per test set, summed over the folds) and ``experiment.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -220,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows: dict[str, dict[str, list[float]]] = {
             s: {**{f"{t}_{m}": [] for t in TEST_SETS for m in ("exact", "f1")}, "tokens": [], "steps": []}
             for s in SYSTEMS}
+        misses: dict[str, dict[str, Counter[str]]] = {s: {t: Counter() for t in TEST_SETS} for s in SYSTEMS}
         parser_rows: dict[str, list[float]] = {f"{t}_exact": [] for t in TEST_SETS}
         for fold, sets in enumerate(fold_sets):
             for set_name, gold in sets.items():
@@ -232,6 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if score:
                         rows[system][f"{set_name}_exact"].append(score["exact"])
                         rows[system][f"{set_name}_f1"].append(score["f1"])
+                        misses[system][set_name].update(score.get("failures", {}))
                 if system != "uniform" or fold == 0:
                     rows[system]["tokens"].append(outcome["tokens"])
                     rows[system]["steps"].append(outcome["steps"])
@@ -239,7 +243,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{t} exact {rows[system][f'{t}_exact'][-1]:.2f}" for t in TEST_SETS
                     if rows[system][f"{t}_exact"]), file=sys.stderr)
         results["domains"][domain] = {"systems": rows, "parser": parser_rows, "recorded": len(recorded),
-                                      "unseen": len(unseen)}
+                                      "unseen": len(unseen),
+                                      "misses": {s: {t: dict(c) for t, c in sets.items() if c}
+                                                 for s, sets in misses.items()}}
     return results
 
 
