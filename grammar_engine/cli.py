@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tree", action="store_true", help="with --text, also print the parse tree")
     p.add_argument("--strict", action="store_true",
                    help="never skip words: a line that does not parse gets no calls (by default a line that "
-                        "parses once up to 3 words are skipped gets that reading, with the words in 'skipped')")
+                        "parses once up to 3 words are skipped gets that reading, with the words in 'skipped'; "
+                        "numbers, identifiers and negations are never skipped)")
     p.set_defaults(func=cmd_parse)
 
     p = sub.add_parser("decompose", help="parse the recorded set and report parse rate, accuracy, usage")

@@ -8,6 +8,15 @@ so a reading with the fewest skipped words wins (the first found, trying the wor
 before the one ahead of it). Only syntax errors are mended this way. It gives up after ``max_skips`` words, after
 ``max_parses`` parses, or when the skipped words would be more than ``max_share`` of the text.
 
+Some words are never skipped, because leaving them out changes the request rather than
+tidying it (:func:`keeps_meaning`): a word with a digit in it (``1,``, ``radius 5``, a SMILES, a
+path), a word shaped like an identifier (an underscore, two capitals, or a capital and a digit:
+``pct_counts_mt``, ``PPBP``; capitals count only in a text that has lower-case letters too),
+unless it is a word of the grammar's own literals (``QC``, ``UMAP``, ``log1p``), and a negation
+(``not``, ``nothing``, ``without``). A reading that needs one
+of them skipped is not offered; the instruction then fails as the strict parser failed, and a
+caller such as ``predict --with-parser`` hands it to the model.
+
 A recovered reading is a guess: the result names every skipped word with its column, so a caller
 reports it (``grammar-engine parse`` writes them as ``"skipped"``) rather than passing it off as
 a parse. Grammar authors work with the strict parser (``decompose``), which never skips.
@@ -15,14 +24,25 @@ a parse. Grammar authors work with the strict parser (``decompose``), which neve
 
 from __future__ import annotations
 
+import re
+import weakref
 from collections import deque
 from dataclasses import dataclass
 
 from .errors import InstructionParseError, InvalidArgument
 from .grammar import _WORD_RE, Grammar, normalize_instruction
 from .parsing import Decomposition
+from .weights import literal_words
 
-__all__ = ["Recovered", "SkippedWord", "parse_with_recovery"]
+__all__ = ["NEGATIONS", "Recovered", "SkippedWord", "keeps_meaning", "parse_with_recovery"]
+
+NEGATIONS = frozenset({"not", "no", "nothing", "none", "never", "neither", "nor", "without", "except",
+                       "excluding", "cannot", "can't", "don't", "doesn't", "isn't", "aren't", "won't",
+                       "shouldn't", "mustn't"})
+"""Words that turn a request around; recovery never skips them."""
+
+_IDENTIFIER_RE = re.compile(r"[A-Z].*[A-Z0-9]")
+_LITERALS: weakref.WeakKeyDictionary[Grammar, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,27 @@ class Recovered:
     def calls(self) -> list[dict[str, object]]:
         """The calls of the reading."""
         return self.decomposition.calls
+
+
+def keeps_meaning(word: str, literals: frozenset[str] = frozenset(), *, capitals: bool = True) -> bool:
+    """Whether skipping ``word`` would change what the instruction asks (see the module docstring).
+
+    ``literals`` are the grammar's literal words in lower case; an identifier-shaped word among
+    them (``UMAP``, ``QC``) may be skipped like any other word. With ``capitals`` False (a text
+    written all in capitals), capitals do not make a word an identifier.
+    """
+    bare = word.strip("\"'`()[]{}<>.,;:!?")
+    if bare.lower().replace("\u2019", "'") in NEGATIONS:
+        return True
+    shaped = "_" in bare or any(c.isdigit() for c in bare) or (capitals and _IDENTIFIER_RE.search(bare))
+    return bool(shaped) and bare.lower() not in literals
+
+
+def _literals(grammar: Grammar) -> frozenset[str]:
+    cached = _LITERALS.get(grammar)
+    if cached is None:
+        cached = _LITERALS[grammar] = literal_words(grammar)
+    return cached
 
 
 def _located(error: InstructionParseError) -> bool:
@@ -110,6 +151,10 @@ def parse_with_recovery(
     if not spans or failure.text != norm or not _located(failure):
         raise failure  # empty, too long, or a value or schema problem: not a matter of words
     limit = min(max_skips, int(len(spans) * max_share))
+    literals = _literals(grammar)
+    capitals = any(c.islower() for c in norm)
+    kept_words = {i for i, (start, end) in enumerate(spans)
+                  if keeps_meaning(norm[start:end], literals, capitals=capitals)}
     queue: deque[tuple[tuple[int, ...], InstructionParseError]] = deque([(tuple(range(len(spans))), failure)])
     seen: set[tuple[int, ...]] = {tuple(range(len(spans)))}
     parses = 1
@@ -121,6 +166,8 @@ def parse_with_recovery(
         if stop is None:
             continue
         for drop in dict.fromkeys(p for p in (stop, stop - 1) if 0 <= p < len(kept)):
+            if kept[drop] in kept_words:
+                continue
             candidate = kept[:drop] + kept[drop + 1:]
             if not candidate or candidate in seen:
                 continue

@@ -10,6 +10,7 @@ import pytest
 import grammar_engine
 from grammar_engine import InstructionParseError, parse_with_recovery
 from grammar_engine.cli import main
+from grammar_engine.recovery import keeps_meaning
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "grammars" / "example"
 TWO_CALLS = [{"name": "normalize", "arguments": {"target_sum": 10000}}, {"name": "log1p", "arguments": {}}]
@@ -37,6 +38,42 @@ def test_the_words_in_the_way_are_skipped_and_named(grammar, text, skipped):
     assert [(w.word, w.column) for w in recovered.skipped] == skipped
     for word in recovered.skipped:  # columns point at the word in the normalized text
         assert text[word.column - 1:].startswith(word.word)
+
+
+@pytest.mark.parametrize(("text", "word"), [
+    ("normalize to 10k 20k then log1p", "20k"),  # a second number: which one was meant?
+    ("normalize to 10k then not log1p", "not"),  # a negation turns the request around
+    ("normalize to 10k, without log1p", "without"),
+    ("normalize to 10k then MT_genes log1p", "MT_genes"),  # an identifier the user gave
+    ("normalize to 10k then log1p for CD3E", "for CD3E"),
+])
+def test_words_that_carry_meaning_are_never_skipped(grammar, text, word):
+    # without the word the text reads as TWO_CALLS, so a recovery that skipped it would answer
+    assert grammar.parse(text.replace(f" {word}", "")).calls == TWO_CALLS
+    with pytest.raises(InstructionParseError):
+        parse_with_recovery(grammar, text)
+
+
+@pytest.mark.parametrize(("word", "literals", "capitals", "kept"), [
+    ("1,", frozenset(), True, True), ("(3)", frozenset(), True, True), ("data/x.h5ad", frozenset(), True, True),
+    ("pct_counts_mt", frozenset(), True, True), ("PPBP", frozenset(), True, True),
+    ("PPBP", frozenset(), False, False),  # a text in capitals: capitals say nothing
+    ("CD3E", frozenset(), False, True),  # a digit still does
+    ("QC:", frozenset({"qc"}), True, False), ("LOG1P", frozenset({"log1p"}), True, False),  # the grammar's words
+    ("Nothing", frozenset(), True, True), ("don\u2019t", frozenset(), True, True),
+    ("Please", frozenset(), True, False), ("(Tanimoto)", frozenset(), True, False), ("thanks!", frozenset(), True, False),
+])
+def test_keeps_meaning(word, literals, capitals, kept):
+    assert keeps_meaning(word, literals, capitals=capitals) is kept
+
+
+def test_literal_and_shouted_words_may_still_be_skipped(grammar):
+    recovered = parse_with_recovery(grammar, "normalize to 10k LOG1P then log1p")  # a word of the grammar
+    assert recovered.calls == TWO_CALLS and [w.word for w in recovered.skipped] == ["LOG1P"]
+    recovered = parse_with_recovery(grammar, "NORMALIZE TO 10K THEN LOG1P THANKS")
+    assert recovered.calls == TWO_CALLS and [w.word for w in recovered.skipped] == ["THANKS"]
+    with pytest.raises(InstructionParseError):  # the same word among lower-case ones may be a gene
+        parse_with_recovery(grammar, "normalize to 10k then log1p THANKS")
 
 
 def test_no_reading_within_the_limits_raises_the_strict_error(grammar):
