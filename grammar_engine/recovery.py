@@ -118,6 +118,7 @@ def parse_with_recovery(
     max_skips: int = 3,
     max_parses: int = 16,
     max_share: float = 0.34,
+    skip_meaningful: bool = False,
 ) -> Recovered:
     """Parse ``text``; when it does not parse, skip as few words as possible so that it does.
 
@@ -133,6 +134,9 @@ def parse_with_recovery(
         Most parses tried in all (each costs one :meth:`Grammar.parse`).
     max_share
         Most skipped words as a share of the instruction's words.
+    skip_meaningful
+        Also skip words that carry meaning (:func:`keeps_meaning`); off by default, as a reading
+        without them answers another request.
 
     Raises
     ------
@@ -153,8 +157,8 @@ def parse_with_recovery(
     limit = min(max_skips, int(len(spans) * max_share))
     literals = _literals(grammar)
     capitals = any(c.islower() for c in norm)
-    kept_words = {i for i, (start, end) in enumerate(spans)
-                  if keeps_meaning(norm[start:end], literals, capitals=capitals)}
+    kept_words = set() if skip_meaningful else {i for i, (start, end) in enumerate(spans)
+                                                if keeps_meaning(norm[start:end], literals, capitals=capitals)}
     queue: deque[tuple[tuple[int, ...], InstructionParseError]] = deque([(tuple(range(len(spans))), failure)])
     seen: set[tuple[int, ...]] = {tuple(range(len(spans)))}
     parses = 1

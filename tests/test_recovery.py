@@ -52,6 +52,7 @@ def test_words_that_carry_meaning_are_never_skipped(grammar, text, word):
     assert grammar.parse(text.replace(f" {word}", "")).calls == TWO_CALLS
     with pytest.raises(InstructionParseError):
         parse_with_recovery(grammar, text)
+    assert parse_with_recovery(grammar, text, skip_meaningful=True).calls == TWO_CALLS  # what it would answer
 
 
 @pytest.mark.parametrize(("word", "literals", "capitals", "kept"), [
