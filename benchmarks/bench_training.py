@@ -32,6 +32,9 @@ that they share the machine alike):
     The numbers and paths of an instruction written as numbered placeholders in prompt and
     target, and put back after generation (:mod:`training.value_placeholders`), against the
     model writing them out itself.
+``number words``
+    Numbers written in words (``fifty``, ``ten thousand``, ``1 million``) as placeholders too, put
+    back as the number they spell, against the model writing their digits itself.
 ``spaces``
     Every space its own token against the BPE's joining of a space to the next word, starting
     from the domain's own settings (``DOMAIN_DIR/training.json``): singlecell splits spaces (its
@@ -48,6 +51,7 @@ no training record has), on the recorded instructions and on ``unseen.jsonl``::
     python benchmarks/bench_training.py --out runs/bench-training          # singlecell, about 35 min
     python benchmarks/bench_training.py --models "hidden 128 (0.9M parameters)" defaults  # one pair, 8 min
     python benchmarks/bench_training.py --models "no value placeholders" defaults --domains singlecell chem
+    python benchmarks/bench_training.py --models "number words as written" defaults --domains singlecell chem
     python benchmarks/bench_training.py --models "spaces joined" defaults --domains singlecell
     python benchmarks/bench_training.py --models "symbols as words" defaults --domains singlecell
 
@@ -81,6 +85,7 @@ MODELS: dict[str, tuple[tuple[str, float, float, str], dict[str, Any], dict[str,
     "plain batches": (DEFAULTS, {"group_by_length": 1}, {}),
     "hidden 128 (0.9M parameters)": (DEFAULTS, {}, {"hidden_size": 128, "num_heads": 4, "intermediate_size": 384}),
     "no value placeholders": (DEFAULTS, {}, {"value_placeholders": False}),
+    "number words as written": (DEFAULTS, {}, {"value_number_words": False}),
     "spaces joined": (DEFAULTS, {}, {"split_spaces": False}),
     "spaces split": (DEFAULTS, {}, {"split_spaces": True}),
     "symbols as words": (DEFAULTS, {}, {"value_symbols": False}),

@@ -86,13 +86,41 @@ def test_a_target_refers_to_spans_bare_for_numbers_quoted_for_strings(singlecell
                         {"name": "pca", "arguments": {"n_comps": 50}}]}
     example = plain_example(record, singlecell, placeholders=ValuePlaceholders(["h5ad"]))
     assert example.prompt == ("<|user|>read <|v0|>, keep leiden clusters <|v1|> and <|v2|>, normalize to <|v3|> "
-                              "and pca with fifty comps<|calls|>")
+                              "and pca with <|v4|> comps<|calls|>")
     assert example.target == (
         '[{"name":"read_h5ad","arguments":{"path":"<|v0|>"}},'
         '{"name":"subset_cells","arguments":{"key":"leiden","values":["<|v1|>","<|v2|>"]}},'
         '{"name":"normalize_total","arguments":{"target_sum":<|v3|>}},'
-        '{"name":"pca","arguments":{"n_comps":50}}]<|end|>'  # a number in words is written as before
+        '{"name":"pca","arguments":{"n_comps":<|v4|>}}]<|end|>'
     )
+    spans = ValuePlaceholders(["h5ad"]).spans(record["instruction"])
+    restored = json.loads(ValuePlaceholders.restore(example.target.removesuffix("<|end|>"), spans))
+    assert restored == record["calls"]  # "fifty" comes back as 50
+    # a model trained before number words were spans writes them out itself
+    before = plain_example(record, singlecell, placeholders=ValuePlaceholders(["h5ad"], number_words=False))
+    assert before.prompt.endswith("pca with fifty comps<|calls|>") and before.target.endswith(
+        '{"name":"pca","arguments":{"n_comps":50}}]<|end|>')
+
+
+@pytest.mark.parametrize(("text", "numbers"), [
+    ("normalize to ten thousand counts", [10000]),
+    ("twenty-five neighbors and two hundred and fifty genes", [25, 250]),
+    ("Normalize to 1 million counts, then Fifty PCs", [1000000, 50]),
+    ("MW under five hundred Da, at most 3 donors", [500, 3]),
+    ("the first two principal components, one hundred cells", [2, 100]),
+    ("rule-of-five for aspirin, quick one: leiden", []),  # inside a hyphenated word; a lone "one"
+    ("scale to zero mean and unit variance, one by one", []),
+    ("phone three-d lone", []),  # a number word inside a word or before a hyphenated part is no number
+])
+def test_numbers_written_in_words_are_spans(text, numbers):
+    assert [span.number for span in ValuePlaceholders().spans(text)] == numbers
+    # without them, only digits are numbers ("1 million" is then the number 1)
+    assert all(span.text.isdigit() for span in ValuePlaceholders(number_words=False).spans(text))
+
+
+def test_number_words_travel_with_the_model():
+    assert ValuePlaceholders.from_dict(ValuePlaceholders().to_dict()).number_words is True
+    assert ValuePlaceholders.from_dict({"extensions": ["h5ad"], "list_markers": True}).number_words is False
 
 
 def test_symbols_are_identifier_words_the_corpus_wrote_only_as_values(singlecell):

@@ -237,6 +237,11 @@ class ModelConfig(_JsonConfig):
                           "values (gene symbols, obs keys: CD3E, donor_id) are placeholders too (a domain's "
                           "training.json turns it on where it measured better: singlecell)"},
     )
+    value_number_words: bool = field(
+        default=True,
+        metadata={"help": "with value_placeholders: numbers written in words (fifty, ten thousand, 1 million) "
+                          "are placeholders too, put back as the number they spell"},
+    )
     prompt_format: str = field(
         default="auto",
         metadata={"help": "plain (<|user|>...<|calls|>JSON<|end|>), chat (the tokenizer's chat template "
@@ -254,7 +259,7 @@ class ModelConfig(_JsonConfig):
             self._fail("num_heads", self.num_heads, f"must divide hidden_size ({self.hidden_size})")
         self._check_choice("dtype", DTYPES)
         self._check_choice("prompt_format", PROMPT_FORMATS)
-        for name in ("split_spaces", "molecule_names", "value_placeholders", "value_symbols"):
+        for name in ("split_spaces", "molecule_names", "value_placeholders", "value_symbols", "value_number_words"):
             if not isinstance(getattr(self, name), bool):
                 self._fail(name, getattr(self, name), "must be true or false")
 

@@ -416,7 +416,8 @@ def train(config: TrainConfig, *, stop_after_steps: int | None = None) -> TrainR
     registry = registry_from_definitions(tools, manifest.get("domain", "")) if tools else None
     lexicon = manifest.get("molecules") if config.model.molecule_names else None
     molecules = MoleculeNames(lexicon) if lexicon and registry is not None and registry.takes_molecules else None
-    placeholders = (ValuePlaceholders.from_records(records, registry, symbols=config.model.value_symbols)
+    placeholders = (ValuePlaceholders.from_records(records, registry, symbols=config.model.value_symbols,
+                                                   number_words=config.model.value_number_words)
                     if config.model.value_placeholders else None)
     if config.model.is_tiny:
         if checkpoint is None and main:

@@ -31,6 +31,13 @@ With ``keywords`` (``ModelConfig.value_symbols``), a third kind of span counts:
   (``CPM-normalize``). A string value that holds a symbol as one of its words refers to it inside
   the string (``"<|v1|> cells"``).
 
+With ``number_words`` (``ModelConfig.value_number_words``), numbers written in words count too:
+a run of number words (``fifty``, ``ten thousand``, ``twenty-five``, ``five hundred``) or digits
+with a scale word (``1 million``), put back as the number it spells. A lone ``one`` or ``zero``
+stays a word (``quick one``, ``zero mean``), and so does a number word inside a hyphenated word
+(``rule-of-five``). Unmasked, a number in words was answered with a number of the model's own
+(``fewer than five rotatable bonds`` -> ``-3``).
+
 The numbers of a numbered list (``1. load ... 2. filter ...``, ``1)``, ``Step 3:``) are not values
 and stay as written: a number of one or two digits followed by ``.``, ``)`` or ``:`` and a space
 that starts the text or a line, or that comes one after the list's last number. Masked, they
@@ -63,6 +70,16 @@ _NUMBER_RE = re.compile(
     r"(?<![\w./\\\-\[%])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:[kKmM](?!\w))?(?![\w/\\-]|\.\d|,[\d,]+-)"
 )
 _WORD_RE = re.compile(r"\S+")
+_NUMBER_WORD = (r"(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen"
+                r"|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+                r"|dozen|hundred|thousand|million|billion)")
+# "fifty", "ten thousand", "twenty-five", "two hundred and fifty", "1 million", "2.5 thousand"
+_NUMBER_WORDS_RE = re.compile(
+    rf"(?<![\w.\-])(?:\d+(?:\.\d+)?\s+(?:hundred|thousand|million|billion)|{_NUMBER_WORD}"
+    rf"(?:(?:\s+and\s+|\s+|-){_NUMBER_WORD})*)(?![\w\-])",
+    re.IGNORECASE,
+)
+_LONE_WORDS = frozenset({"one", "zero"})
 # a list item's number: "1.", "2)", "(3)", "Step 4:", then a space or the end of the text
 _MARKER_AFTER_RE = re.compile(r"[.):](?=\s|$)")
 _MARKER_BEFORE_RE = re.compile(r"(?:^|\n)[ \t]*(?:[-*•][ \t]*)?(?:step[ \t]*)?\(?$", re.IGNORECASE)
@@ -126,18 +143,22 @@ class ValuePlaceholders:
     keywords
         Lower-case words that are never symbols; ``None`` (the default) masks no symbols at all.
         :meth:`from_records` reads them off a training corpus.
+    number_words
+        Numbers written in words are spans too (see the module docstring). A model directory
+        written before this option leaves them as words, and :meth:`from_dict` keeps that.
     """
 
     def __init__(self, extensions: Iterable[str] = (), *, list_markers: bool = True,
-                 keywords: Iterable[str] | None = None) -> None:
+                 keywords: Iterable[str] | None = None, number_words: bool = True) -> None:
         self.extensions = sorted({e.lower().lstrip(".") for e in extensions if e.strip(".")})
         self._extension_set = frozenset(self.extensions)
         self.list_markers = list_markers
         self.keywords = None if keywords is None else frozenset(w.lower() for w in keywords)
+        self.number_words = number_words
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], registry: ToolRegistry | None, *,
-                     symbols: bool = False) -> ValuePlaceholders:
+                     symbols: bool = False, number_words: bool = True) -> ValuePlaceholders:
         """The extensions of every path-argument value in ``records`` (``calls`` lists), and with
         ``symbols`` the keywords: the words their instructions wrote, at least twice, outside the
         string values of their calls (an enum's value counts as a word)."""
@@ -160,11 +181,12 @@ class ValuePlaceholders:
                     if word not in values:
                         outside[word.lower()] += 1
         keywords = sorted(word for word, count in outside.items() if count >= 2) if symbols else None
-        return cls(extensions, keywords=keywords)
+        return cls(extensions, keywords=keywords, number_words=number_words)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``model_info.json`` keeps (:meth:`from_dict` reads it back)."""
-        data: dict[str, Any] = {"extensions": list(self.extensions), "list_markers": self.list_markers}
+        data: dict[str, Any] = {"extensions": list(self.extensions), "list_markers": self.list_markers,
+                                "number_words": self.number_words}
         if self.keywords is not None:
             data["keywords"] = sorted(self.keywords)
         return data
@@ -173,7 +195,7 @@ class ValuePlaceholders:
     def from_dict(cls, data: Mapping[str, Any]) -> ValuePlaceholders:
         """Rebuild from :meth:`to_dict` output."""
         return cls(data.get("extensions") or (), list_markers=bool(data.get("list_markers", False)),
-                   keywords=data.get("keywords"))
+                   keywords=data.get("keywords"), number_words=bool(data.get("number_words", False)))
 
     # -- finding spans ---------------------------------------------------------------------------
 
@@ -216,6 +238,17 @@ class ValuePlaceholders:
             if path or self._is_symbol(word):
                 found.append(Span(start, start + len(word), word, symbol=not path))
                 taken.append((start, start + len(word)))
+        if self.number_words:
+            for match in _NUMBER_WORDS_RE.finditer(text):
+                if match.group(0).lower() in _LONE_WORDS or any(
+                        start < match.end() and match.start() < end for start, end in taken):
+                    continue
+                try:
+                    number = parse_number(match.group(0))
+                except ValueConversionError:
+                    continue
+                found.append(Span(match.start(), match.end(), match.group(0), number))
+                taken.append((match.start(), match.end()))
         last_marker: int | None = None
         for match in _NUMBER_RE.finditer(text):
             if any(start < match.end() and match.start() < end for start, end in taken):
