@@ -238,29 +238,29 @@ class ValuePlaceholders:
             if path or self._is_symbol(word):
                 found.append(Span(start, start + len(word), word, symbol=not path))
                 taken.append((start, start + len(word)))
+        def number_span(match: re.Match[str]) -> Span | None:
+            """The match as a number span, unless it overlaps a span found before or is no number."""
+            if any(start < match.end() and match.start() < end for start, end in taken):
+                return None
+            try:
+                return Span(match.start(), match.end(), match.group(0), parse_number(match.group(0)))
+            except ValueConversionError:
+                return None
+
         if self.number_words:
             for match in _NUMBER_WORDS_RE.finditer(text):
-                if match.group(0).lower() in _LONE_WORDS or any(
-                        start < match.end() and match.start() < end for start, end in taken):
-                    continue
-                try:
-                    number = parse_number(match.group(0))
-                except ValueConversionError:
-                    continue
-                found.append(Span(match.start(), match.end(), match.group(0), number))
-                taken.append((match.start(), match.end()))
+                if match.group(0).lower() not in _LONE_WORDS and (span := number_span(match)) is not None:
+                    found.append(span)
+                    taken.append((span.start, span.end))
         last_marker: int | None = None
         for match in _NUMBER_RE.finditer(text):
-            if any(start < match.end() and match.start() < end for start, end in taken):
+            span = number_span(match)
+            if span is None:
                 continue
             if self.list_markers and self._is_marker(text, match, last_marker):
                 last_marker = int(match.group(0))
                 continue
-            try:
-                number = parse_number(match.group(0))
-            except ValueConversionError:
-                continue
-            found.append(Span(match.start(), match.end(), match.group(0), number))
+            found.append(span)
         found.sort(key=lambda span: span.start)
         return found[:MAX_PLACEHOLDERS]
 
