@@ -10,7 +10,7 @@ therefore replaced by placeholder tokens, numbered left to right, and the target
 
 A number argument takes its placeholder bare, a string (a path, a cluster label ``"3"``) in
 quotes; :meth:`ValuePlaceholders.restore` puts back the number the span means (``10k`` ->
-``10000``) or the text it spells. A value that no span of the instruction spells (a default, a
+``10000``) or the text it spells. A value that no span of the instruction spells (a default,
 ``CPM`` for ``1000000``, ``half`` for ``0.5``) is written as before, so the model still learns
 those. Which spans count:
 
